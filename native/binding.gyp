@@ -1,0 +1,17 @@
+{
+  "targets": [
+    {
+      "target_name": "plsc_native",
+      "sources": ["src/core.cc", "src/c10d.cc"],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(node torch-config.cjs --includes)"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "<!@(node torch-config.cjs --defines)"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "libraries": ["<!@(node torch-config.cjs --libs)", "-ldl"]
+    }
+  ]
+}
