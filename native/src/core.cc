@@ -39,6 +39,9 @@ std::atomic<bool> g_hasPendingReleases{false};
 // op re-faults its output pages. We raise glibc's thresholds for blocks up to 32 MiB (its maximum)
 // and keep a bounded cache of larger blocks (logits, FC shards) to hand back out by size.
 // ---------------------------------------------------------------------------------------------
+class CachingCpuAllocator;
+CachingCpuAllocator* g_allocator = nullptr;
+
 class CachingCpuAllocator final : public c10::Allocator {
  public:
   static constexpr size_t kLargeBlock = 32u << 20;
@@ -53,16 +56,18 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (data == nullptr) {
       if (posix_memalign(&data, 64, rounded) != 0) {
         emptyCache();
-        if (posix_memalign(&data, 64, rounded) != 0) {
-          throw std::bad_alloc();
-        }
+        if (posix_memalign(&data, 64, rounded) != 0) throw std::bad_alloc();
       }
     }
-    auto* ctx = new Block{data, rounded, const_cast<CachingCpuAllocator*>(this)};
-    return {data, ctx, &CachingCpuAllocator::release, c10::Device(c10::DeviceType::CPU)};
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      live_[data] = rounded;
+    }
+    // data == context, as Allocator::raw_allocate (used by mkldnn) requires.
+    return {data, data, &CachingCpuAllocator::deleteBlock, c10::Device(c10::DeviceType::CPU)};
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &CachingCpuAllocator::deleteBlock; }
 
   size_t cachedBytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -77,16 +82,23 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
  private:
-  struct Block {
-    void* data;
-    size_t size;
-    CachingCpuAllocator* owner;
-  };
+  static void deleteBlock(void* data) { g_allocator->release(data); }
 
-  static void release(void* ctx) {
-    auto* block = static_cast<Block*>(ctx);
-    block->owner->giveBack(block->data, block->size);
-    delete block;
+  void release(void* data) const {
+    size_t size = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = live_.find(data);
+      if (it != live_.end()) {
+        size = it->second;
+        live_.erase(it);
+      }
+    }
+    if (size == 0) {
+      small_->raw_deleter()(data);  // a small block handed out through raw_allocate
+      return;
+    }
+    giveBack(data, size);
   }
 
   void* takeCached(size_t size) const {
@@ -120,10 +132,11 @@ class CachingCpuAllocator final : public c10::Allocator {
   size_t cacheLimit_;
   mutable std::mutex mutex_;
   mutable std::multimap<size_t, void*> free_;
+  mutable std::unordered_map<void*, size_t> live_;
   mutable size_t cached_ = 0;
 };
 
-CachingCpuAllocator* g_allocator = nullptr;
+
 
 void installAllocatorPolicy() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);

@@ -1,0 +1,84 @@
+// Calls aten:: operators through the native boxed-dispatcher bridge, translating Tensor <-> handle.
+import { native, type NativeArg, type NativeTensor, type NativeValue } from './native.js';
+import { Tensor } from './tensor.js';
+
+/** A value an operator accepts: tensors, numbers, booleans, strings (dtypes, devices), lists, null. */
+export type OpArg = Tensor | number | boolean | string | null | undefined | readonly OpArg[];
+/** A value an operator returns. */
+export type OpResult = Tensor | number | boolean | string | null | OpResult[];
+
+function toNative(arg: OpArg): NativeArg {
+  if (arg instanceof Tensor) return arg.handle;
+  if (Array.isArray(arg)) return (arg as readonly OpArg[]).map(toNative);
+  return arg as NativeArg;
+}
+
+function isNativeTensor(value: NativeValue): value is NativeTensor {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function fromNative(value: NativeValue): OpResult {
+  if (Array.isArray(value)) return value.map(fromNative);
+  if (isNativeTensor(value)) return Tensor.fromHandle(value);
+  return value;
+}
+
+/** An operator resolved once by schema name and overload; its dispatcher handle is cached. */
+export class Op {
+  private id = -1;
+  constructor(
+    readonly name: string,
+    readonly overload: string = '',
+  ) {}
+
+  private resolve(): number {
+    if (this.id < 0) this.id = native.opLookup(this.name, this.overload);
+    return this.id;
+  }
+
+  /** The operator's schema as libtorch prints it. */
+  schema(): string {
+    return native.opSchema(this.resolve());
+  }
+
+  call(args: readonly OpArg[]): OpResult {
+    const nativeArgs = args.map(toNative);
+    return fromNative(native.opCall(this.resolve(), nativeArgs));
+  }
+
+  /** Calls an operator that returns one tensor. */
+  tensor(...args: OpArg[]): Tensor {
+    return this.call(args) as Tensor;
+  }
+
+  /** Calls an operator that returns a tuple or list of tensors. */
+  tensors(...args: OpArg[]): Tensor[] {
+    return this.call(args) as Tensor[];
+  }
+
+  /** Calls an in-place operator on `self` (args[0]); returns `self` and drops the aliasing handle. */
+  inPlace(self: Tensor, ...rest: OpArg[]): Tensor {
+    const nativeArgs = [self.handle, ...rest.map(toNative)];
+    const out = native.opCall(this.resolve(), nativeArgs);
+    if (isNativeTensor(out)) out.dispose();
+    return self;
+  }
+}
+
+const opCache = new Map<string, Op>();
+
+/** The operator `name` (e.g. 'aten::add') with `overload` (e.g. 'Tensor'), cached. */
+export function op(name: string, overload = ''): Op {
+  const key = `${name}.${overload}`;
+  let found = opCache.get(key);
+  if (found === undefined) {
+    found = new Op(name, overload);
+    opCache.set(key, found);
+  }
+  return found;
+}
+
+/** Calls any registered operator by name, e.g. callOp('aten::add', 'Tensor', [a, b]). */
+export function callOp(name: string, overload: string, args: readonly OpArg[]): OpResult {
+  return op(name, overload).call(args);
+}

@@ -1,0 +1,111 @@
+// Loads the libtorch addon and describes its surface. Everything above this file is TypeScript.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { cpus } from 'node:os';
+
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+
+/** The native object that owns one at::Tensor. Users see {@link Tensor}; this is its handle. */
+export interface NativeTensor {
+  dispose(): void;
+  readonly isDisposed: boolean;
+  shape(): number[];
+  strides(): number[];
+  dtype(): DType;
+  device(): string;
+  numel(): number;
+  dim(): number;
+  item(): number | boolean;
+  copyToBuffer(): ArrayBuffer;
+  viewBuffer(): ArrayBuffer;
+  copyFromBuffer(source: ArrayBufferView | ArrayBuffer): void;
+  requiresGrad(): boolean;
+  setRequiresGrad(requires: boolean): void;
+  grad(): NativeTensor | null;
+  setGrad(grad: NativeTensor | null): void;
+  isLeaf(): boolean;
+  gradFn(): string | null;
+  storageId(): number;
+  isContiguous(): boolean;
+  registerHook(hook: (grad: NativeTensor) => NativeTensor | null | undefined): number;
+  retainGrad(): void;
+}
+
+export type NativeValue = NativeTensor | number | boolean | string | null | NativeValue[];
+export type NativeArg = NativeTensor | number | boolean | string | null | undefined | NativeArg[];
+
+export interface NativeWork {
+  wait(): void;
+  isCompleted(): boolean;
+}
+
+export interface NativeAddon {
+  opLookup(name: string, overload: string): number;
+  opSchema(id: number): string;
+  opCall(id: number, args: NativeArg[]): NativeValue;
+  fromBuffer(source: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, copy: boolean): NativeTensor;
+  backward(tensors: NativeTensor[], grads: (NativeTensor | null)[], retainGraph: boolean): void;
+  attachFunction(
+    inputs: NativeTensor[],
+    outputs: NativeTensor[],
+    backward: (grads: (NativeTensor | null)[]) => (NativeTensor | null)[],
+    name: string,
+  ): void;
+  setGradEnabled(enabled: boolean): boolean;
+  isGradEnabled(): boolean;
+  manualSeed(seed: number): void;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  allocatorStats(): { cachedBytes: number };
+  emptyCache(): void;
+  config(): { torchVersion: string; parallelInfo: string; gloo: boolean; cuda: boolean };
+  // c10d (see src/distributed); typed loosely here and narrowed there.
+  [key: string]: unknown;
+}
+
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'native', 'build', 'Release', 'plsc_native.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('plsc native addon not built: run `npm run build:native` (needs libtorch-dev; see README)');
+}
+
+const require = createRequire(import.meta.url);
+export const native: NativeAddon = require(findAddon()) as NativeAddon;
+
+/** Threads for libtorch's intra-op pool and OpenBLAS's own pool (PLSC_NUM_THREADS, else all cores). */
+export function defaultThreadCount(): number {
+  const fromEnv = Number(process.env.PLSC_NUM_THREADS ?? process.env.OMP_NUM_THREADS ?? '');
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
+  return Math.max(1, cpus().length);
+}
+
+/** Sets the thread count of libtorch and of the BLAS library underneath it. */
+export function setNumThreads(threads: number): void {
+  native.setNumThreads(threads);
+}
+
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+/** Seeds libtorch's default generator (randn, rand, dropout, randperm...). */
+export function manualSeed(seed: number): void {
+  native.manualSeed(seed);
+}
+
+/** Frees cached large CPU blocks held by the allocator policy. */
+export function emptyCache(): void {
+  native.emptyCache();
+}
+
+export function backendInfo(): ReturnType<NativeAddon['config']> & { threads: number } {
+  return { ...native.config(), threads: native.getNumThreads() };
+}
+
+setNumThreads(defaultThreadCount());

@@ -1,0 +1,127 @@
+// Deterministic tensor lifetime in the spirit of TF.js tidy(): every tensor created inside a scope
+// is disposed when the scope ends, except those returned from it or kept with keep().
+// GC finalizers of the native handles remain as a backstop only.
+
+/** Anything that owns native memory and can be released now. */
+export interface Disposable {
+  dispose(): void;
+  readonly isDisposed: boolean;
+}
+
+export const TENSOR_MARK: unique symbol = Symbol.for('plsc.tensor');
+
+interface ScopeFrame {
+  tracked: Set<Disposable>;
+}
+
+const frames: ScopeFrame[] = [];
+const kept = new WeakSet<Disposable>();
+
+/** Called by the Tensor constructor: registers the tensor with the innermost scope. */
+export function track<T extends Disposable>(tensor: T): T {
+  const frame = frames[frames.length - 1];
+  if (frame !== undefined) frame.tracked.add(tensor);
+  return tensor;
+}
+
+/** Exempts a tensor from disposal by the enclosing scopes (it still dies with dispose() or GC). */
+export function keep<T extends Disposable>(tensor: T): T {
+  kept.add(tensor);
+  for (const frame of frames) frame.tracked.delete(tensor);
+  return tensor;
+}
+
+/** Releases every tensor found in a value (arrays, plain objects, Maps, Sets are searched). */
+export function dispose(container: unknown): void {
+  for (const tensor of collectDisposables(container)) tensor.dispose();
+}
+
+function isDisposable(value: unknown): value is Disposable {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[TENSOR_MARK] === true;
+}
+
+/** The tensors reachable from a value through arrays, plain objects, Maps and Sets. */
+export function collectDisposables(value: unknown, into: Set<Disposable> = new Set(), seen: Set<object> = new Set()): Set<Disposable> {
+  if (typeof value !== 'object' || value === null) return into;
+  if (isDisposable(value)) {
+    into.add(value);
+    return into;
+  }
+  if (seen.has(value)) return into;
+  seen.add(value);
+  if (Array.isArray(value)) {
+    for (const item of value) collectDisposables(item, into, seen);
+  } else if (value instanceof Map) {
+    for (const item of value.values()) collectDisposables(item, into, seen);
+  } else if (value instanceof Set) {
+    for (const item of value) collectDisposables(item, into, seen);
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const item of Object.values(value)) collectDisposables(item, into, seen);
+  }
+  return into;
+}
+
+/**
+ * Runs fn and disposes every tensor created during the call except those reachable from its
+ * result and those passed to keep(). Returned tensors move to the enclosing scope, if any.
+ * fn must be synchronous: a Promise result is rejected with an error.
+ */
+export function tidy<T>(fn: () => T): T {
+  const frame: ScopeFrame = { tracked: new Set() };
+  frames.push(frame);
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    frames.pop();
+    for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
+    throw err;
+  }
+  frames.pop();
+  if (result instanceof Promise) {
+    throw new Error('tidy(): the function must be synchronous (use tidyAsync for async work)');
+  }
+  const survivors = collectDisposables(result);
+  const parent = frames[frames.length - 1];
+  for (const tensor of frame.tracked) {
+    if (survivors.has(tensor) || kept.has(tensor)) continue;
+    tensor.dispose();
+  }
+  if (parent !== undefined) for (const tensor of survivors) if (!kept.has(tensor)) parent.tracked.add(tensor);
+  return result;
+}
+
+/**
+ * Like tidy() for async functions. Tensors created by other tasks interleaving with this one are
+ * not attributed to it only while this scope is the innermost; use it for sequential pipelines.
+ */
+export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const frame: ScopeFrame = { tracked: new Set() };
+  frames.push(frame);
+  const close = (): void => {
+    const index = frames.lastIndexOf(frame);
+    if (index >= 0) frames.splice(index, 1);
+  };
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    close();
+    for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
+    throw err;
+  }
+  close();
+  const survivors = collectDisposables(result);
+  const parent = frames[frames.length - 1];
+  for (const tensor of frame.tracked) {
+    if (survivors.has(tensor) || kept.has(tensor)) continue;
+    tensor.dispose();
+  }
+  if (parent !== undefined) for (const tensor of survivors) if (!kept.has(tensor)) parent.tracked.add(tensor);
+  return result;
+}
+
+/** Number of open scopes (for tests and diagnostics). */
+export function scopeDepth(): number {
+  return frames.length;
+}
