@@ -149,11 +149,26 @@ void installAllocatorPolicy() {
   c10::SetCPUAllocator(&allocator, /*priority=*/10);
 }
 
-// Debian's libtorch runs GEMM inside OpenBLAS, which keeps a thread pool of its own.
+// Debian's libtorch runs GEMM inside OpenBLAS, which keeps a thread pool of its own. The BLAS
+// library is loaded as a dependency of libtorch (not in the global scope), so look it up by name.
+std::string g_blasThreadControl = "none";
+
 void setBlasThreads(int threads) {
   using SetThreads = void (*)(int);
-  for (const char* name : {"openblas_set_num_threads", "goto_set_num_threads", "mkl_set_num_threads"}) {
-    if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, name))) fn(threads);
+  const char* libraries[] = {"libopenblas.so.0", "libblas.so.3", "libmkl_rt.so", "libmkl_rt.so.2"};
+  const char* functions[] = {"openblas_set_num_threads", "goto_set_num_threads", "MKL_Set_Num_Threads"};
+  for (const char* library : libraries) {
+    void* handle = dlopen(library, RTLD_LAZY | RTLD_NOLOAD);
+    if (handle == nullptr) continue;
+    for (const char* function : functions) {
+      if (auto fn = reinterpret_cast<SetThreads>(dlsym(handle, function))) {
+        fn(threads);
+        g_blasThreadControl = std::string(library) + ":" + function;
+        dlclose(handle);
+        return;
+      }
+    }
+    dlclose(handle);
   }
 }
 
@@ -940,6 +955,7 @@ Napi::Value Config(const Napi::CallbackInfo& info) {
   auto out = Napi::Object::New(info.Env());
   out.Set("torchVersion", Napi::String::New(info.Env(), TORCH_VERSION));
   out.Set("parallelInfo", Napi::String::New(info.Env(), at::get_parallel_info()));
+  out.Set("blasThreadControl", Napi::String::New(info.Env(), g_blasThreadControl));
 #ifdef USE_C10D_GLOO
   out.Set("gloo", Napi::Boolean::New(info.Env(), true));
 #else

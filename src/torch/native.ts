@@ -60,7 +60,7 @@ export interface NativeAddon {
   getNumThreads(): number;
   allocatorStats(): { cachedBytes: number };
   emptyCache(): void;
-  config(): { torchVersion: string; parallelInfo: string; gloo: boolean; cuda: boolean };
+  config(): { torchVersion: string; parallelInfo: string; blasThreadControl: string; gloo: boolean; cuda: boolean };
   // c10d (see src/distributed); typed loosely here and narrowed there.
   [key: string]: unknown;
 }
