@@ -1,0 +1,161 @@
+/**
+ * PLSC list file reader: `label.txt` lines `<path> <label>` or `<path>\t<label>`, image paths
+ * relative to the list's directory (or absolute). Blank lines and lines starting with '#' are
+ * ignored; the label is the last whitespace-separated token, so paths may contain spaces.
+ *
+ * The list file's bytes are kept as one Buffer with offsets into it (no per-line strings), which
+ * keeps host memory low for multi-million-line lists.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import {
+  BadSampleError,
+  DataFormatError,
+  checkIndex,
+  float64Growable,
+  int32Growable,
+  parseLabelToken,
+  resolveNumClasses,
+  type SampleSource,
+  type SamplePayload,
+} from './source.js';
+
+export interface ListFileOptions {
+  /** Class count; labels must be below it. Default: max label + 1. */
+  numClasses?: number;
+  /** Directory that relative image paths are resolved against. Default: the list file's directory. */
+  imageRoot?: string;
+}
+
+export interface ListEntry {
+  path: string;
+  label: number;
+}
+
+export class ListFileSource implements SampleSource {
+  readonly length: number;
+  readonly numClasses: number;
+  /** Absolute path of the list file. */
+  readonly listPath: string;
+  /** Directory relative image paths are resolved against. */
+  readonly imageRoot: string;
+  private readonly text: Buffer;
+  private readonly pathStart: Float64Array;
+  private readonly pathEnd: Float64Array;
+  private readonly lineNumbers: Int32Array;
+  private readonly labels: Int32Array;
+
+  private constructor(
+    listPath: string,
+    imageRoot: string,
+    text: Buffer,
+    pathStart: Float64Array,
+    pathEnd: Float64Array,
+    lineNumbers: Int32Array,
+    labels: Int32Array,
+    numClasses: number,
+  ) {
+    this.listPath = listPath;
+    this.imageRoot = imageRoot;
+    this.text = text;
+    this.pathStart = pathStart;
+    this.pathEnd = pathEnd;
+    this.lineNumbers = lineNumbers;
+    this.labels = labels;
+    this.length = labels.length;
+    this.numClasses = numClasses;
+  }
+
+  /** Read and validate a list file. Malformed lines raise DataFormatError naming the file and line. */
+  static async open(listPath: string, options: ListFileOptions = {}): Promise<ListFileSource> {
+    const absolute = resolve(listPath);
+    let text: Buffer;
+    try {
+      text = await readFile(absolute);
+    } catch (error) {
+      throw new DataFormatError(absolute, `cannot read list file: ${(error as Error).message}`, { cause: error });
+    }
+    const { numClasses } = options;
+    if (numClasses !== undefined && (!Number.isInteger(numClasses) || numClasses <= 0)) {
+      throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
+    }
+    const pathStart = float64Growable();
+    const pathEnd = float64Growable();
+    const lineNumbers = int32Growable();
+    const labels = int32Growable();
+    let start = text.length >= 3 && text[0] === 0xef && text[1] === 0xbb && text[2] === 0xbf ? 3 : 0;
+    let line = 0;
+    while (start < text.length) {
+      let end = text.indexOf(10, start);
+      if (end < 0) end = text.length;
+      line++;
+      let s = start;
+      let e = end;
+      while (s < e && isSpace(text[s]!)) s++;
+      while (e > s && isSpace(text[e - 1]!)) e--;
+      start = end + 1;
+      if (s === e || text[s] === 0x23 /* '#' */) continue;
+      let k = e - 1;
+      while (k >= s && !isSpace(text[k]!)) k--;
+      if (k < s) {
+        throw new DataFormatError(absolute, `expected "<image path> <label>", got ${JSON.stringify(text.toString('utf8', s, e))}`, { line });
+      }
+      const token = text.toString('latin1', k + 1, e);
+      const label = parseLabelToken(token, numClasses);
+      if (typeof label === 'string') throw new DataFormatError(absolute, label, { line });
+      let pe = k;
+      while (pe > s && isSpace(text[pe - 1]!)) pe--;
+      pathStart.push(s);
+      pathEnd.push(pe);
+      lineNumbers.push(line);
+      labels.push(label);
+    }
+    const finalLabels = labels.finish();
+    if (finalLabels.length === 0) throw new DataFormatError(absolute, 'list file has no samples');
+    const lines = lineNumbers.finish();
+    const classes = resolveNumClasses(finalLabels, numClasses, (i) => `${absolute} line ${lines[i]}`);
+    const root = options.imageRoot === undefined ? dirname(absolute) : resolve(options.imageRoot);
+    return new ListFileSource(absolute, root, text, pathStart.finish(), pathEnd.finish(), lines, finalLabels, classes);
+  }
+
+  label(index: number): number {
+    checkIndex(index, this.length);
+    return this.labels[index]!;
+  }
+
+  /** The image path exactly as written in the list. */
+  relativePath(index: number): string {
+    checkIndex(index, this.length);
+    return this.text.toString('utf8', this.pathStart[index]!, this.pathEnd[index]!);
+  }
+
+  /** The image path resolved against imageRoot. */
+  imagePath(index: number): string {
+    const path = this.relativePath(index);
+    return isAbsolute(path) ? path : join(this.imageRoot, path);
+  }
+
+  /** 1-based line number of sample `index` in the list file. */
+  lineNumber(index: number): number {
+    checkIndex(index, this.length);
+    return this.lineNumbers[index]!;
+  }
+
+  describe(index: number): string {
+    return `file ${this.listPath} line ${this.lineNumber(index)} (${this.imagePath(index)})`;
+  }
+
+  async read(index: number): Promise<SamplePayload> {
+    const path = this.imagePath(index);
+    try {
+      return { kind: 'encoded', bytes: await readFile(path) };
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? `image file missing: ${path}` : `cannot read ${path}: ${(error as Error).message}`;
+      throw new BadSampleError(index, this.describe(index), reason, { cause: error });
+    }
+  }
+}
+
+function isSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0d || byte === 0x0b || byte === 0x0c;
+}
