@@ -1,0 +1,282 @@
+// Class centres for top-k classification: a [C, D] matrix stored in safetensors (tensor 'centers',
+// F32 or F16). Read and written here directly: 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets}}, then the raw little-endian data.
+import { open } from 'node:fs/promises';
+import { float32ToHalf, halfToFloat32 } from './float16.js';
+
+export interface ClassCenters {
+  /** Number of classes C. */
+  readonly count: number;
+  /** Embedding dimension D. */
+  readonly dim: number;
+  readonly dtype: 'float32' | 'float16';
+  /** Row-major [C, D]: float32 values, or binary16 bit patterns when dtype is float16. */
+  readonly rows: Float32Array | Uint16Array;
+  /** 1 / ||row||, so scores are exact cosines even if rows were not normalized (0 for zero rows). */
+  readonly inverseNorms: Float32Array;
+}
+
+export interface ClassMatch {
+  /** Row index of the class in the centres matrix (the class id). */
+  index: number;
+  /** Cosine similarity between the query embedding and the class centre. */
+  score: number;
+}
+
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1 << 30;
+
+interface TensorEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** Load a [C, D] F32/F16 tensor (default name 'centers') from a safetensors file. */
+export async function loadClassCenters(path: string, options: { tensorName?: string } = {}): Promise<ClassCenters> {
+  const tensorName = options.tensorName ?? 'centers';
+  const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`class centres ${path}: cannot open (${error.code ?? error.message})`);
+  });
+  try {
+    const fileSize = (await handle.stat()).size;
+    if (fileSize < 8) throw new Error(`class centres ${path}: file is ${fileSize} bytes, too short for a safetensors header`);
+    const lengthBytes = Buffer.alloc(8);
+    await handle.read(lengthBytes, 0, 8, 0);
+    const headerLength = Number(lengthBytes.readBigUInt64LE(0));
+    if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
+      throw new Error(`class centres ${path}: header length ${headerLength} is implausible for a ${fileSize}-byte file (not safetensors?)`);
+    }
+    const headerBytes = Buffer.alloc(headerLength);
+    await handle.read(headerBytes, 0, headerLength, 8);
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(headerBytes.toString('utf8')) as Record<string, unknown>;
+    } catch (error) {
+      throw new Error(`class centres ${path}: header is not valid JSON (${(error as Error).message})`);
+    }
+    if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new Error(`class centres ${path}: header is not a JSON object`);
+    const entry = header[tensorName] as TensorEntry | undefined;
+    if (!entry || typeof entry !== 'object') {
+      const names = Object.keys(header).filter((name) => name !== '__metadata__');
+      throw new Error(`class centres ${path}: no tensor '${tensorName}' (tensors: ${names.join(', ') || 'none'})`);
+    }
+    const where = `class centres ${path}: tensor '${tensorName}'`;
+    if (entry.dtype !== 'F32' && entry.dtype !== 'F16') throw new Error(`${where}: dtype ${String(entry.dtype)} is not supported (use F32 or F16)`);
+    if (!Array.isArray(entry.shape) || entry.shape.length !== 2 || !entry.shape.every((d) => Number.isInteger(d) && d > 0)) {
+      throw new Error(`${where}: shape ${JSON.stringify(entry.shape)} must be [classes, dim] with positive sizes`);
+    }
+    const [count, dim] = entry.shape as [number, number];
+    const elementBytes = entry.dtype === 'F32' ? 4 : 2;
+    const offsets = entry.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+      throw new Error(`${where}: data_offsets ${JSON.stringify(offsets)} are invalid`);
+    }
+    const byteLength = count * dim * elementBytes;
+    if (offsets[1] - offsets[0] !== byteLength) {
+      throw new Error(`${where}: data_offsets span ${offsets[1] - offsets[0]} bytes but shape [${count}, ${dim}] ${entry.dtype} needs ${byteLength}`);
+    }
+    const start = 8 + headerLength + offsets[0];
+    if (start + byteLength > fileSize) throw new Error(`${where}: data ends at byte ${start + byteLength} but the file has ${fileSize} (truncated?)`);
+    const rows = entry.dtype === 'F32' ? new Float32Array(count * dim) : new Uint16Array(count * dim);
+    const target = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
+    for (let done = 0; done < byteLength; ) {
+      const length = Math.min(READ_CHUNK_BYTES, byteLength - done);
+      const { bytesRead } = await handle.read(target, done, length, start + done);
+      if (bytesRead === 0) throw new Error(`${where}: unexpected end of file at byte ${start + done}`);
+      done += bytesRead;
+    }
+    return { count, dim, dtype: entry.dtype === 'F32' ? 'float32' : 'float16', rows, inverseNorms: computeInverseNorms(rows, count, dim) };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Wrap an in-memory [count, dim] float32 matrix as ClassCenters. */
+export function classCentersFromArray(rows: Float32Array, count: number, dim: number): ClassCenters {
+  if (rows.length !== count * dim) throw new Error(`class centres: ${rows.length} values do not form [${count}, ${dim}]`);
+  return { count, dim, dtype: 'float32', rows, inverseNorms: computeInverseNorms(rows, count, dim) };
+}
+
+function computeInverseNorms(rows: Float32Array | Uint16Array, count: number, dim: number): Float32Array {
+  const inverse = new Float32Array(count);
+  const chunkRows = Math.max(1, Math.floor(65536 / dim));
+  const scratch = rows instanceof Uint16Array ? new Float32Array(chunkRows * dim) : undefined;
+  for (let first = 0; first < count; first += chunkRows) {
+    const last = Math.min(count, first + chunkRows);
+    const block = scratch ? halfToFloat32((rows as Uint16Array).subarray(first * dim, last * dim), scratch) : (rows as Float32Array).subarray(first * dim, last * dim);
+    for (let r = 0; r < last - first; r++) {
+      let sum = 0;
+      const base = r * dim;
+      for (let d = 0; d < dim; d++) sum += block[base + d]! * block[base + d]!;
+      inverse[first + r] = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+    }
+  }
+  return inverse;
+}
+
+export interface WriteCentersOptions {
+  dtype?: 'float32' | 'float16';
+  /** L2-normalize each row before writing (default true). */
+  normalize?: boolean;
+  tensorName?: string;
+  /** String key/values stored in the safetensors __metadata__ entry. */
+  metadata?: Record<string, string>;
+}
+
+/** Write a [count, dim] float32 matrix as a safetensors file readable by loadClassCenters (and Python's safetensors). */
+export async function writeClassCenters(path: string, rows: Float32Array, count: number, dim: number, options: WriteCentersOptions = {}): Promise<void> {
+  if (rows.length !== count * dim) throw new Error(`class centres: ${rows.length} values do not form [${count}, ${dim}]`);
+  const dtype = options.dtype ?? 'float32';
+  const elementBytes = dtype === 'float32' ? 4 : 2;
+  const byteLength = count * dim * elementBytes;
+  const headerObject: Record<string, unknown> = {};
+  if (options.metadata) headerObject.__metadata__ = options.metadata;
+  headerObject[options.tensorName ?? 'centers'] = { dtype: dtype === 'float32' ? 'F32' : 'F16', shape: [count, dim], data_offsets: [0, byteLength] };
+  let headerText = JSON.stringify(headerObject);
+  headerText += ' '.repeat((8 - ((8 + Buffer.byteLength(headerText)) % 8)) % 8);
+  const headerBytes = Buffer.from(headerText, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  const normalize = options.normalize ?? true;
+  const handle = await open(path, 'w');
+  try {
+    await handle.write(prefix);
+    await handle.write(headerBytes);
+    const chunkRows = Math.max(1, Math.floor((4 << 20) / (dim * 4)));
+    for (let first = 0; first < count; first += chunkRows) {
+      const last = Math.min(count, first + chunkRows);
+      const block = rows.slice(first * dim, last * dim);
+      if (normalize) {
+        for (let r = 0; r < last - first; r++) {
+          let sum = 0;
+          for (let d = 0; d < dim; d++) sum += block[r * dim + d]! ** 2;
+          const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+          for (let d = 0; d < dim; d++) block[r * dim + d]! *= scale;
+        }
+      }
+      const data = dtype === 'float32' ? block : float32ToHalf(block);
+      await handle.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Running top-k of (score, index) pairs: a min-heap of size k whose root is the weakest kept score,
+ * so a candidate costs one comparison unless it beats the current k-th best.
+ */
+export class TopK {
+  private readonly scores: Float64Array;
+  private readonly indices: Int32Array;
+  private size = 0;
+
+  constructor(readonly k: number) {
+    this.scores = new Float64Array(k);
+    this.indices = new Int32Array(k);
+  }
+
+  /** The weakest kept score (-Infinity until k candidates have been seen). */
+  get threshold(): number {
+    return this.size < this.k ? -Infinity : this.scores[0]!;
+  }
+
+  push(score: number, index: number): void {
+    if (this.size < this.k) {
+      let child = this.size++;
+      while (child > 0) {
+        const parent = (child - 1) >> 1;
+        if (!this.before(score, index, this.scores[parent]!, this.indices[parent]!)) break;
+        this.scores[child] = this.scores[parent]!;
+        this.indices[child] = this.indices[parent]!;
+        child = parent;
+      }
+      this.scores[child] = score;
+      this.indices[child] = index;
+      return;
+    }
+    if (!this.before(this.scores[0]!, this.indices[0]!, score, index)) return;
+    let parent = 0;
+    for (;;) {
+      let child = 2 * parent + 1;
+      if (child >= this.size) break;
+      if (child + 1 < this.size && this.before(this.scores[child + 1]!, this.indices[child + 1]!, this.scores[child]!, this.indices[child]!)) child += 1;
+      if (!this.before(this.scores[child]!, this.indices[child]!, score, index)) break;
+      this.scores[parent] = this.scores[child]!;
+      this.indices[parent] = this.indices[child]!;
+      parent = child;
+    }
+    this.scores[parent] = score;
+    this.indices[parent] = index;
+  }
+
+  // Heap order: a is weaker than b (lower score; on equal scores the higher index is weaker).
+  private before(scoreA: number, indexA: number, scoreB: number, indexB: number): boolean {
+    return scoreA < scoreB || (scoreA === scoreB && indexA > indexB);
+  }
+
+  /** Kept entries, best first (ties broken by lower index). */
+  result(): ClassMatch[] {
+    const out: ClassMatch[] = [];
+    for (let i = 0; i < this.size; i++) out.push({ index: this.indices[i]!, score: this.scores[i]! });
+    return out.sort((a, b) => b.score - a.score || a.index - b.index);
+  }
+}
+
+export interface TopKScanOptions {
+  /** Centre rows scored per chunk (default 4096); only one chunk of fp16 rows is converted at a time. */
+  chunkRows?: number;
+}
+
+/**
+ * Top-k cosine similarity of each query against all centres, in plain TypeScript: the centres are
+ * scanned in chunks, each chunk scored against every query and folded into a running top-k per
+ * query, so memory beyond the centres is O(chunkRows * D + queries * k).
+ */
+export function topKCosineScan(centers: ClassCenters, queries: readonly Float32Array[], k: number, options: TopKScanOptions = {}): ClassMatch[][] {
+  const { count, dim } = centers;
+  if (!Number.isInteger(k) || k < 1 || k > count) throw new Error(`k must be an integer in 1..${count}, got ${k}`);
+  const chunkRows = options.chunkRows ?? 4096;
+  const normalized = queries.map((query, q) => {
+    if (query.length !== dim) throw new Error(`query ${q} has ${query.length} values, centres have dim ${dim}`);
+    let sum = 0;
+    for (let d = 0; d < dim; d++) sum += query[d]! * query[d]!;
+    const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+    return query.map((value) => value * scale);
+  });
+  const heaps = queries.map(() => new TopK(k));
+  const scratch = centers.rows instanceof Uint16Array ? new Float32Array(chunkRows * dim) : undefined;
+  const inverseNorms = centers.inverseNorms;
+  for (let first = 0; first < count; first += chunkRows) {
+    const last = Math.min(count, first + chunkRows);
+    const block = scratch
+      ? halfToFloat32((centers.rows as Uint16Array).subarray(first * dim, last * dim), scratch)
+      : (centers.rows as Float32Array).subarray(first * dim, last * dim);
+    for (let q = 0; q < normalized.length; q++) {
+      const query = normalized[q]!;
+      const heap = heaps[q]!;
+      let threshold = heap.threshold;
+      for (let r = 0, base = 0; r < last - first; r++, base += dim) {
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let d = 0;
+        for (; d + 3 < dim; d += 4) {
+          s0 += query[d]! * block[base + d]!;
+          s1 += query[d + 1]! * block[base + d + 1]!;
+          s2 += query[d + 2]! * block[base + d + 2]!;
+          s3 += query[d + 3]! * block[base + d + 3]!;
+        }
+        for (; d < dim; d++) s0 += query[d]! * block[base + d]!;
+        const score = Math.fround((s0 + s1 + s2 + s3) * inverseNorms[first + r]!);
+        if (score >= threshold) {
+          heap.push(score, first + r);
+          threshold = heap.threshold;
+        }
+      }
+    }
+  }
+  return heaps.map((heap) => heap.result());
+}

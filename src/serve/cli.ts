@@ -1,0 +1,284 @@
+// `plsc serve` and `plsc bench serve`.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { runLoad, type LoadResult } from './load.js';
+import { startServer, type ServeOptions } from './server.js';
+import { buildTinyFaceModel } from './tiny-model.js';
+
+const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
+
+  --model PATH          exported ONNX model, input [N,3,H,W] float32, output [N,D]   (required)
+  --centers PATH        safetensors with a [C,D] 'centers' tensor (F32/F16): enables /v1/classify
+  --host ADDR           bind address (default 127.0.0.1; use 0.0.0.0 only behind a token or proxy)
+  --port N              TCP port (default 8866; 0 picks a free port)
+  --threshold COS       cosine threshold for /v1/verify (default 0.3)
+  --max-batch N         images per model run (default 32)
+  --max-wait-ms MS      longest wait for a batch to fill (default 5)
+  --max-queue N         queued images before answering 503 (default 256)
+  --max-images N        images per request (default 64)
+  --max-k N             largest k for /v1/classify (default 100)
+  --body-limit SIZE     request body limit, bytes or with k/m suffix (default 16m)
+  --token-file PATH     require "Authorization: Bearer <token>" (token read from the file);
+                        the PLSC_SERVE_TOKEN environment variable works too
+  --threads N           onnxruntime intra-op threads
+  --input-size HxW      model input size when the ONNX shape leaves it symbolic
+  --log                 log every request (JSON lines)
+
+SIGTERM/SIGINT stop accepting connections, finish in-flight requests, then exit.`;
+
+const BENCH_USAGE = `usage: plsc bench serve [options]
+
+Starts a server on 127.0.0.1 (random port) with a small random-weight IR-style CNN (or --model) and
+load-tests it at each concurrency for a fixed duration.
+
+  --concurrency LIST    comma-separated concurrency levels (default 1,4,16)
+  --duration S          seconds per level (default 5)
+  --warmup S            seconds of warm-up before measuring (default 1)
+  --route NAME          embed | verify | inference (default embed)
+  --model PATH          ONNX model to serve instead of the generated one
+  --max-batch N         server max batch (default 32)
+  --max-wait-ms MS      server max wait (default 2)
+  --threads N           onnxruntime intra-op threads
+  --json                one JSON object per concurrency: concurrency, rps, p50_ms, p99_ms, errors, ...`;
+
+function integerFlag(value: string | undefined, name: string, minimum = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
+  return parsed;
+}
+
+function numberFlag(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed)) throw new Error(`--${name} must be a number, got '${value}'`);
+  return parsed;
+}
+
+function sizeFlag(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d+)([kKmM]?)$/.exec(value.trim());
+  if (!match) throw new Error(`--${name} must be a byte count like 1048576, 512k or 16m, got '${value}'`);
+  const unit = match[2]!.toLowerCase();
+  return Number(match[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1);
+}
+
+/** `plsc serve`: run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit code. */
+export async function serveCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        model: { type: 'string' },
+        centers: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        threshold: { type: 'string' },
+        'max-batch': { type: 'string' },
+        'max-wait-ms': { type: 'string' },
+        'max-queue': { type: 'string' },
+        'max-images': { type: 'string' },
+        'max-k': { type: 'string' },
+        'body-limit': { type: 'string' },
+        'token-file': { type: 'string' },
+        threads: { type: 'string' },
+        'input-size': { type: 'string' },
+        log: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`plsc serve: ${(error as Error).message}\n\n${SERVE_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(SERVE_USAGE);
+    return 0;
+  }
+  if (!values.model) {
+    console.error(`plsc serve: --model is required\n\n${SERVE_USAGE}`);
+    return 2;
+  }
+  let options: ServeOptions;
+  try {
+    let token = process.env.PLSC_SERVE_TOKEN || undefined;
+    if (values['token-file']) token = (await readFile(values['token-file'], 'utf8')).trim();
+    let inputSize: [number, number] | undefined;
+    if (values['input-size']) {
+      const match = /^(\d+)x(\d+)$/.exec(values['input-size']);
+      if (!match) throw new Error(`--input-size must look like 112x112, got '${values['input-size']}'`);
+      inputSize = [Number(match[1]), Number(match[2])];
+    }
+    const port = integerFlag(values.port, 'port', 0);
+    if (port !== undefined && port > 65535) throw new Error(`--port must be at most 65535, got ${port}`);
+    const entries: Partial<ServeOptions> = {
+      centersPath: values.centers,
+      host: values.host,
+      port,
+      threshold: numberFlag(values.threshold, 'threshold'),
+      maxBatch: integerFlag(values['max-batch'], 'max-batch'),
+      maxWaitMs: numberFlag(values['max-wait-ms'], 'max-wait-ms'),
+      maxQueue: integerFlag(values['max-queue'], 'max-queue'),
+      maxImagesPerRequest: integerFlag(values['max-images'], 'max-images'),
+      maxK: integerFlag(values['max-k'], 'max-k'),
+      bodyLimit: sizeFlag(values['body-limit'], 'body-limit'),
+      token,
+      intraOpThreads: integerFlag(values.threads, 'threads'),
+      inputSize,
+      logger: values.log ?? false,
+    };
+    options = { modelPath: values.model, ...Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined)) };
+  } catch (error) {
+    console.error(`plsc serve: ${(error as Error).message}`);
+    return 2;
+  }
+
+  const { server, url } = await startServer(options);
+  const { model, classes } = server.info;
+  console.log(
+    `plsc serve: listening on ${url} (model ${values.model}: 3x${model.height}x${model.width} -> ${model.embeddingDim}` +
+      `${classes !== null ? `, ${classes} classes` : ''}; max batch ${server.info.maxBatch}, max wait ${server.info.maxWaitMs} ms, max queue ${server.info.maxQueue}` +
+      `${options.token ? ', bearer token required' : ''})`,
+  );
+  const host = options.host ?? '127.0.0.1';
+  if (!options.token && host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
+    console.error(`plsc serve: warning: listening on ${host} without a token; anyone who can reach this port can use the model`);
+  }
+  await new Promise<void>((resolve, reject) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      console.error(`plsc serve: ${signal}: finishing in-flight requests (send it again to exit at once)`);
+      process.once(signal, () => process.exit(130));
+      server.close().then(resolve, reject);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  console.error('plsc serve: stopped');
+  return 0;
+}
+
+async function makeFaceLikeJpeg(size: number): Promise<Buffer> {
+  // Smooth gradients plus a little noise compress like a photo rather than like flat colour.
+  const pixels = Buffer.alloc(size * size * 3);
+  let state = 12345;
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      state = (state * 1103515245 + 12345) >>> 0;
+      const noise = (state >>> 24) % 24;
+      const i = (y * size + x) * 3;
+      pixels[i] = (x * 2 + noise) & 255;
+      pixels[i + 1] = (y * 2 + noise) & 255;
+      pixels[i + 2] = ((x + y) + noise) & 255;
+    }
+  return sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+}
+
+/** `plsc bench serve`: load-test a local server. Returns 1 when any request failed. */
+export async function benchServeCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        concurrency: { type: 'string' },
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        route: { type: 'string' },
+        model: { type: 'string' },
+        'max-batch': { type: 'string' },
+        'max-wait-ms': { type: 'string' },
+        threads: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`plsc bench serve: ${(error as Error).message}\n\n${BENCH_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(BENCH_USAGE);
+    return 0;
+  }
+  let levels: number[];
+  let durationS: number;
+  let warmupS: number;
+  let maxBatch: number;
+  let maxWaitMs: number;
+  let threads: number | undefined;
+  const route = values.route ?? 'embed';
+  try {
+    levels = (values.concurrency ?? '1,4,16').split(',').map((item) => integerFlag(item.trim(), 'concurrency')!);
+    durationS = numberFlag(values.duration, 'duration') ?? 5;
+    warmupS = numberFlag(values.warmup, 'warmup') ?? 1;
+    if (!(durationS > 0) || durationS > 600) throw new Error(`--duration must be in (0, 600] seconds, got ${durationS}`);
+    if (!(warmupS >= 0) || warmupS > 60) throw new Error(`--warmup must be in [0, 60] seconds, got ${warmupS}`);
+    maxBatch = integerFlag(values['max-batch'], 'max-batch') ?? 32;
+    maxWaitMs = numberFlag(values['max-wait-ms'], 'max-wait-ms') ?? 2;
+    threads = integerFlag(values.threads, 'threads');
+    if (!['embed', 'verify', 'inference'].includes(route)) throw new Error(`--route must be embed, verify or inference, got '${route}'`);
+  } catch (error) {
+    console.error(`plsc bench serve: ${(error as Error).message}`);
+    return 2;
+  }
+
+  const workDir = await mkdtemp(join(tmpdir(), 'plsc-bench-serve-'));
+  let modelPath = values.model;
+  let modelLabel = modelPath ?? 'generated IR-style CNN (random weights)';
+  if (!modelPath) {
+    modelPath = join(workDir, 'tiny.onnx');
+    await writeFile(modelPath, buildTinyFaceModel({ inputSize: 112, embeddingDim: 128, width: 8 }));
+  }
+  const maxConcurrency = Math.max(...levels);
+  const { server, url } = await startServer({
+    modelPath,
+    host: '127.0.0.1',
+    port: 0,
+    maxBatch,
+    maxWaitMs,
+    maxQueue: Math.max(256, maxConcurrency * 4),
+    ...(threads ? { intraOpThreads: threads } : {}),
+  });
+  const results: (LoadResult & { mean_batch: number })[] = [];
+  try {
+    const { model } = server.info;
+    modelLabel += ` 3x${model.height}x${model.width} -> ${model.embeddingDim}`;
+    const image = (await makeFaceLikeJpeg(model.height)).toString('base64');
+    const path = route === 'embed' ? '/v1/embed' : route === 'verify' ? '/v1/verify' : '/FaceClassifyService/inference';
+    const payload = route === 'embed' ? { images: [image] } : route === 'verify' ? { images: [image, image] } : { base64_string: [image] };
+    const load = { url: `${url}${path}`, method: 'POST' as const, body: Buffer.from(JSON.stringify(payload)), headers: { 'content-type': 'application/json' } };
+    if (!values.json) {
+      console.log(`plsc bench serve: ${modelLabel}; POST ${path} (one ${model.height}x${model.width} JPEG per image); ${durationS} s per level; max batch ${maxBatch}, max wait ${maxWaitMs} ms`);
+      console.log('concurrency      req/s   p50 ms   p99 ms   errors   mean batch');
+    }
+    if (warmupS > 0) await runLoad({ ...load, concurrency: maxConcurrency, durationMs: warmupS * 1000 });
+    for (const concurrency of levels) {
+      const before = server.stats();
+      const result = await runLoad({ ...load, concurrency, durationMs: durationS * 1000 });
+      const after = server.stats();
+      const batches = after.batches - before.batches;
+      const row = { ...result, mean_batch: batches > 0 ? Math.round(((after.images - before.images) / batches) * 100) / 100 : 0 };
+      results.push(row);
+      if (values.json) console.log(JSON.stringify({ route: path, ...row }));
+      else {
+        console.log(
+          `${String(concurrency).padStart(11)}  ${row.rps.toFixed(1).padStart(9)}  ${row.p50_ms.toFixed(2).padStart(7)}  ${row.p99_ms.toFixed(2).padStart(7)}  ${String(row.errors).padStart(7)}  ${row.mean_batch.toFixed(2).padStart(11)}`,
+        );
+      }
+    }
+  } finally {
+    await server.close();
+    await rm(workDir, { recursive: true, force: true });
+  }
+  return results.some((row) => row.errors > 0) ? 1 : 0;
+}
