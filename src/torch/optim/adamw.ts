@@ -14,7 +14,6 @@ export interface AdamWHyperparameters {
   amsgrad: boolean;
   /** Ascend instead of descend. */
   maximize: boolean;
-  [name: string]: number | boolean | readonly number[];
 }
 
 export type AdamWOptions = Partial<AdamWHyperparameters>;

@@ -4,3 +4,4 @@ export * from './sgd.js';
 export * from './adamw.js';
 export * from './clip-grad.js';
 export * from './lr-scheduler.js';
+export * from './checkpoint.js';

@@ -6,10 +6,9 @@ import { noGrad } from '../autograd.js';
 /** A hyperparameter value: what fits in a JSON checkpoint. */
 export type HyperValue = number | boolean | string | null | readonly number[];
 
-/** Hyperparameters of a group; every optimizer has at least a learning rate. */
+/** Hyperparameters of a group (values are HyperValues); every optimizer has at least a learning rate. */
 export interface Hyperparameters {
   lr: number;
-  [name: string]: HyperValue;
 }
 
 /** A parameter group as the optimizer holds it. */

@@ -12,7 +12,6 @@ export interface SGDHyperparameters {
   nesterov: boolean;
   /** Ascend instead of descend. */
   maximize: boolean;
-  [name: string]: number | boolean;
 }
 
 export type SGDOptions = Partial<SGDHyperparameters> & { lr: number };
