@@ -4,3 +4,4 @@ export * from './dispatch.js';
 export * from './tensor.js';
 export * from './autograd.js';
 export * as ops from './ops.js';
+export * from './gradcheck.js';
