@@ -30,6 +30,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace plsc {
@@ -706,15 +707,15 @@ class Rendezvous : public Napi::AsyncWorker {
       storeOptions.port = static_cast<uint16_t>(c.masterPort);
       storeOptions.isServer = c.rank == 0;
       storeOptions.numWorkers = static_cast<size_t>(c.size);
-      storeOptions.waitWorkers = true;
+      storeOptions.waitWorkers = false;
       storeOptions.timeout = milliseconds(c.rendezvousTimeoutMs);
-      stage = c.rank == 0 ? "hosting the rendezvous store on " + endpoint + " and waiting for all " +
-                                std::to_string(c.size) + " processes to connect (timeout " + waited + ")"
+      stage = c.rank == 0 ? "starting the rendezvous store on " + endpoint
                           : "connecting to the rendezvous store on " + endpoint + " (timeout " + waited + ")";
       state->store = c10::make_intrusive<c10d::TCPStore>(c.masterAddr, storeOptions);
 
-      // Every process must agree on the world size and hold a distinct rank; checked here with a
-      // clear message rather than left to fail later as a collective timeout.
+      // Every process must agree on the world size and hold a distinct rank, and all must arrive
+      // within the timeout: checked here with clear messages rather than left to surface later as a
+      // collective timeout. (TCPStore's own wait for workers does not time out in this libtorch.)
       stage = "checking the world size with rank 0 (timeout " + waited + ")";
       if (c.rank == 0) {
         std::string mine = std::to_string(c.size);
@@ -730,6 +731,17 @@ class Rendezvous : public Napi::AsyncWorker {
       if (state->store->add("plsc/rank/" + std::to_string(c.rank), 1) > 1) {
         throw std::runtime_error("rank " + std::to_string(c.rank) +
                                  " was claimed by two processes (check RANK / --node-rank)");
+      }
+      stage = "waiting for all " + std::to_string(c.size) + " processes to join (timeout " + waited + ")";
+      int64_t joined = state->store->add("plsc/joined", 1);
+      const auto start = std::chrono::steady_clock::now();
+      while (joined < c.size) {
+        if (std::chrono::steady_clock::now() - start > milliseconds(c.rendezvousTimeoutMs)) {
+          throw std::runtime_error("timed out: only " + std::to_string(joined) + " of " + std::to_string(c.size) +
+                                   " processes joined");
+        }
+        std::this_thread::sleep_for(milliseconds(20));
+        joined = state->store->add("plsc/joined", 0);
       }
 
       auto prefixed = c10::make_intrusive<c10d::PrefixStore>("plsc/pg/" + c.backend, state->store);
@@ -771,10 +783,15 @@ class Rendezvous : public Napi::AsyncWorker {
       if (cause.find("Address already in use") != std::string::npos || cause.find("errno: 98") != std::string::npos) {
         hint = " (port " + std::to_string(c.masterPort) +
                " is already in use on the master: choose another MASTER_PORT / --master-port)";
-      } else if (cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos) {
-        hint = c.rank == 0 ? " (not every process arrived: a worker did not start, crashed before joining, or "
-                             "WORLD_SIZE is larger than the number of processes launched)"
-                           : " (is the master at " + endpoint + " reachable and running rank 0?)";
+      } else if (cause.find("only ") != std::string::npos && cause.find("joined") != std::string::npos) {
+        hint = " (a worker did not start or crashed before joining, or WORLD_SIZE is larger than the number of "
+               "processes launched)";
+      } else if (c.rank != 0 && stage.rfind("connecting", 0) != 0 &&
+                 std::regex_search(cause, std::regex("broken pipe|reset|closed|eof", std::regex::icase))) {
+        hint = " (the rendezvous store on rank 0 went away: rank 0 failed or gave up waiting)";
+      } else if (c.rank != 0 && (cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos ||
+                                 cause.find("onnect") != std::string::npos)) {
+        hint = " (is " + endpoint + " reachable, and is rank 0 running there?)";
       }
       SetError("rendezvous failed for " + who + " at " + endpoint + " while " + stage + ": " + cause + hint);
     }

@@ -1,0 +1,311 @@
+// `plsc launch`: starts this node's workers with the torchrun environment, prefixes their output
+// with their rank, and fails fast: when one worker exits non-zero or dies from a signal, the others
+// get SIGTERM, then SIGKILL after a grace period, and the launch reports which rank failed and how.
+// Pure Node: the launcher never loads libtorch.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { cpus } from 'node:os';
+import { constants as osConstants } from 'node:os';
+import { createInterface } from 'node:readline';
+import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, distributedEnvVars, validatePort } from './env.js';
+
+export interface LaunchOptions {
+  /** Workers on this node. */
+  nprocPerNode: number;
+  /** Nodes in the job (default 1). */
+  nnodes?: number;
+  /** This node's index, 0 ≤ nodeRank < nnodes (default 0). */
+  nodeRank?: number;
+  /** Host of rank 0 (default 127.0.0.1). */
+  masterAddr?: string;
+  /** Port of rank 0's rendezvous store (default: a free port when single-node, else 29500). */
+  masterPort?: number;
+  /** Program to run; a .js / .mjs / .cjs file runs under this Node binary. */
+  command: string;
+  args?: readonly string[];
+  /** Extra environment for the workers (on top of this process's). */
+  env?: Readonly<Record<string, string>>;
+  /** Time between SIGTERM and SIGKILL when stopping workers (default 5000 ms). */
+  gracePeriodMs?: number;
+  /** Receives every output line of every worker (default: printed with a `[rank R]` prefix). */
+  onOutput?: (line: WorkerOutputLine) => void;
+  /** Aborting stops all workers (forwarding the abort reason when it is a signal name). */
+  signal?: AbortSignal;
+}
+
+export interface WorkerOutputLine {
+  rank: number;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface WorkerOutcome {
+  rank: number;
+  localRank: number;
+  pid: number | undefined;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** The launcher stopped this worker (after another one failed, or on abort). */
+  stoppedByLauncher: boolean;
+  /** Set when the worker could not be started at all. */
+  spawnError?: string;
+}
+
+export interface LaunchResult {
+  /** The exit code `plsc launch` returns: 0, the failed worker's code, or 128 + signal number. */
+  exitCode: number;
+  /** The first worker that failed (the cause); null when all succeeded or the launch was aborted. */
+  failure: WorkerOutcome | null;
+  /** The signal the launch was aborted with, if any. */
+  aborted: NodeJS.Signals | null;
+  workers: WorkerOutcome[];
+  masterAddr: string;
+  masterPort: number;
+}
+
+/** How a worker ended, in words: "exited with code 3", "was killed by signal SIGKILL". */
+export function describeOutcome(outcome: WorkerOutcome): string {
+  if (outcome.spawnError !== undefined) return `could not be started: ${outcome.spawnError}`;
+  if (outcome.signal !== null) return `was killed by signal ${outcome.signal}`;
+  return `exited with code ${outcome.exitCode}`;
+}
+
+/** Asks the OS for a free TCP port on `host`. */
+export async function findFreePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error(`could not find a free port on ${host}`))));
+    });
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return (osConstants.signals as Record<string, number>)[signal] ?? 1;
+}
+
+function resolveCommand(command: string, args: readonly string[]): [string, string[]] {
+  if (/\.(m|c)?js$/.test(command)) return [process.execPath, [command, ...args]];
+  return [command, [...args]];
+}
+
+/** The thread count each worker gets when the user set none: the cores shared among the workers. */
+function threadsPerWorker(nproc: number): string {
+  return String(Math.max(1, Math.floor(cpus().length / nproc)));
+}
+
+function validate(options: LaunchOptions): Required<Pick<LaunchOptions, 'nnodes' | 'nodeRank' | 'gracePeriodMs'>> {
+  const { nprocPerNode } = options;
+  const nnodes = options.nnodes ?? 1;
+  const nodeRank = options.nodeRank ?? 0;
+  const gracePeriodMs = options.gracePeriodMs ?? 5000;
+  if (!Number.isInteger(nprocPerNode) || nprocPerNode < 1) throw new Error(`--nproc-per-node must be a positive integer, got ${nprocPerNode}`);
+  if (!Number.isInteger(nnodes) || nnodes < 1) throw new Error(`--nnodes must be a positive integer, got ${nnodes}`);
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
+    throw new Error(`--node-rank must be an integer in [0, ${nnodes}), got ${nodeRank}`);
+  }
+  if (!(gracePeriodMs >= 0)) throw new Error(`grace period must be >= 0 ms, got ${gracePeriodMs}`);
+  if (options.masterPort !== undefined) validatePort(options.masterPort, '--master-port');
+  if (options.command.length === 0) throw new Error('no command to launch (put it after --)');
+  return { nnodes, nodeRank, gracePeriodMs };
+}
+
+function defaultOutput(line: WorkerOutputLine): void {
+  const out = line.stream === 'stdout' ? process.stdout : process.stderr;
+  out.write(`[rank ${line.rank}] ${line.text}\n`);
+}
+
+/**
+ * Runs nprocPerNode workers of `command` and resolves when all have exited. Never rejects for a
+ * worker's failure: the result says who failed and how.
+ */
+export async function launch(options: LaunchOptions): Promise<LaunchResult> {
+  const { nnodes, nodeRank, gracePeriodMs } = validate(options);
+  const nproc = options.nprocPerNode;
+  const worldSize = nnodes * nproc;
+  const masterAddr = options.masterAddr ?? DEFAULT_MASTER_ADDR;
+  const masterPort = options.masterPort ?? (nnodes === 1 ? await findFreePort(masterAddr) : DEFAULT_MASTER_PORT);
+  const onOutput = options.onOutput ?? defaultOutput;
+  const [file, args] = resolveCommand(options.command, options.args ?? []);
+
+  const userSetThreads = process.env.PLSC_NUM_THREADS !== undefined || process.env.OMP_NUM_THREADS !== undefined;
+  const workers: { outcome: WorkerOutcome; child: ChildProcess | null; done: Promise<void> }[] = [];
+  let failure: WorkerOutcome | null = null;
+  let aborted: NodeJS.Signals | null = null;
+  let stopping = false;
+  let killTimer: NodeJS.Timeout | null = null;
+
+  const signalGroup = (outcome: WorkerOutcome, signal: NodeJS.Signals): void => {
+    if (outcome.pid === undefined) return;
+    try {
+      // Workers lead their own process group, so whatever they started goes too.
+      process.kill(-outcome.pid, signal);
+    } catch {
+      try {
+        process.kill(outcome.pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+  };
+
+  const running = (): typeof workers => workers.filter((w) => w.outcome.exitCode === null && w.outcome.signal === null && w.outcome.spawnError === undefined);
+
+  const stopAll = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    for (const w of running()) {
+      w.outcome.stoppedByLauncher = true;
+      signalGroup(w.outcome, signal);
+    }
+    killTimer = setTimeout(() => {
+      for (const w of running()) signalGroup(w.outcome, 'SIGKILL');
+    }, gracePeriodMs);
+  };
+
+  const onAbort = (): void => {
+    const reason = options.signal?.reason;
+    aborted = typeof reason === 'string' && reason.startsWith('SIG') ? (reason as NodeJS.Signals) : 'SIGTERM';
+    stopAll(aborted);
+  };
+  if (options.signal?.aborted) onAbort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  for (let localRank = 0; localRank < nproc && aborted === null; localRank++) {
+    const rank = nodeRank * nproc + localRank;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...options.env,
+      ...distributedEnvVars({ rank, worldSize, localRank, localWorldSize: nproc, groupRank: nodeRank, masterAddr, masterPort }),
+      GROUP_WORLD_SIZE: String(nnodes),
+      PLSC_LAUNCHER_PID: String(process.pid),
+    };
+    if (!userSetThreads && options.env?.PLSC_NUM_THREADS === undefined) env.PLSC_NUM_THREADS = threadsPerWorker(nproc);
+    const outcome: WorkerOutcome = { rank, localRank, pid: undefined, exitCode: null, signal: null, stoppedByLauncher: false };
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    outcome.pid = child.pid;
+    const streamsClosed: Promise<void>[] = [];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const source = child[stream];
+      if (source === null) continue;
+      const lines = createInterface({ input: source, crlfDelay: Infinity });
+      lines.on('line', (text) => onOutput({ rank, stream, text }));
+      streamsClosed.push(new Promise((resolve) => lines.once('close', () => resolve())));
+    }
+    const exited = new Promise<void>((resolve) => {
+      const finish = (): void => {
+        const failed = outcome.spawnError !== undefined || outcome.signal !== null || (outcome.exitCode ?? 0) !== 0;
+        if (failed && !outcome.stoppedByLauncher && failure === null && aborted === null) {
+          failure = outcome;
+          stopAll('SIGTERM');
+        }
+        resolve();
+      };
+      child.once('error', (err) => {
+        if (outcome.exitCode !== null || outcome.signal !== null) return;
+        outcome.spawnError = err.message;
+        finish();
+      });
+      child.once('exit', (code, signal) => {
+        outcome.exitCode = code;
+        outcome.signal = signal;
+        finish();
+      });
+    });
+    // Output may still be in flight after exit; wait for it, but not for grandchildren that
+    // inherited the pipes and outlive the worker.
+    const done = exited.then(() =>
+      Promise.race([Promise.all(streamsClosed).then(() => undefined), new Promise<void>((r) => setTimeout(r, 2000).unref())]),
+    );
+    workers.push({ outcome, child, done });
+  }
+
+  await Promise.all(workers.map((w) => w.done));
+  if (killTimer !== null) clearTimeout(killTimer);
+  options.signal?.removeEventListener('abort', onAbort);
+  // Anything a worker left in its process group (it exited, its children may not have).
+  if (failure !== null || aborted !== null) for (const w of workers) signalGroup(w.outcome, 'SIGKILL');
+
+  const failed = failure as WorkerOutcome | null;
+  let exitCode = 0;
+  if (aborted !== null) exitCode = 128 + signalNumber(aborted);
+  else if (failed !== null) {
+    exitCode = failed.signal !== null ? 128 + signalNumber(failed.signal) : failed.exitCode && failed.exitCode > 0 ? failed.exitCode : 1;
+  }
+  return { exitCode, failure: failed, aborted, workers: workers.map((w) => w.outcome), masterAddr, masterPort };
+}
+
+export interface ParsedLaunchArgs extends LaunchOptions {
+  help: boolean;
+}
+
+export const LAUNCH_USAGE = `usage: plsc launch --nproc-per-node N [--nnodes M --node-rank K] [--master-addr A] [--master-port P]
+                   [--grace-period-ms MS] -- CMD [ARGS...]
+
+Starts N workers running CMD (a .js file runs under node) with RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT set as torchrun sets them. Worker
+output is prefixed with [rank R]. When a worker fails, the others are stopped (SIGTERM, then
+SIGKILL after the grace period) and the launch exits non-zero naming the rank.
+Single node: the master port defaults to a free port. Several nodes: run one launcher per node
+with the same --nnodes, --master-addr and --master-port (default 29500) and its own --node-rank.`;
+
+function takeInteger(flag: string, value: string | undefined): number {
+  if (value === undefined || !/^\d+$/.test(value)) throw new Error(`${flag} needs a non-negative integer, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/** Parses `plsc launch` arguments (flags as --name value or --name=value, then -- CMD ARGS...). */
+export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
+  const parsed: ParsedLaunchArgs = { nprocPerNode: 0, command: '', args: [], help: false };
+  let nprocSeen = false;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') {
+      i++;
+      break;
+    }
+    if (arg === '--help' || arg === '-h') {
+      parsed.help = true;
+      return parsed;
+    }
+    if (!arg.startsWith('--')) break;
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    switch (flag.replace(/_/g, '-')) {
+      case '--nproc-per-node':
+        parsed.nprocPerNode = takeInteger(flag, value);
+        nprocSeen = true;
+        break;
+      case '--nnodes':
+        parsed.nnodes = takeInteger(flag, value);
+        break;
+      case '--node-rank':
+        parsed.nodeRank = takeInteger(flag, value);
+        break;
+      case '--master-addr':
+        if (value === undefined || value === '') throw new Error(`${flag} needs a host`);
+        parsed.masterAddr = value;
+        break;
+      case '--master-port':
+        parsed.masterPort = takeInteger(flag, value);
+        break;
+      case '--grace-period-ms':
+        parsed.gracePeriodMs = takeInteger(flag, value);
+        break;
+      default:
+        throw new Error(`unknown option ${flag}\n\n${LAUNCH_USAGE}`);
+    }
+  }
+  if (!nprocSeen) throw new Error(`--nproc-per-node is required\n\n${LAUNCH_USAGE}`);
+  const rest = argv.slice(i);
+  if (rest.length === 0) throw new Error(`no command to launch (put it after --)\n\n${LAUNCH_USAGE}`);
+  parsed.command = rest[0] as string;
+  parsed.args = rest.slice(1);
+  return parsed;
+}
