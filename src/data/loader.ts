@@ -271,7 +271,7 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
 }
 
 /** FIFO concurrency limiter: tasks start in submission order, at most `limit` at once. */
-export class Limiter {
+class Limiter {
   private active = 0;
   private readonly queue: Array<() => void> = [];
   constructor(readonly limit: number) {}

@@ -504,7 +504,7 @@ function binarySearch(sorted: Float64Array, value: number): number {
 }
 
 /** Run fn(0..count-1) with at most `limit` in flight; rejects with the first error. */
-export async function forEachConcurrent(count: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
+async function forEachConcurrent(count: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async (): Promise<void> => {
