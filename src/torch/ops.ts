@@ -557,3 +557,10 @@ export function relu_(t: Tensor): Tensor {
 export function sqrt_(t: Tensor): Tensor {
   return op('aten::sqrt_').inPlace(t);
 }
+export function exp_(t: Tensor): Tensor {
+  return op('aten::exp_').inPlace(t);
+}
+/** t = beta * t + alpha * (mat1 @ mat2), in place. */
+export function addmm_(t: Tensor, mat1: Tensor, mat2: Tensor, beta = 1, alpha = 1): Tensor {
+  return op('aten::addmm_').inPlace(t, mat1, mat2, beta, alpha);
+}

@@ -1,0 +1,3 @@
+export * from './margin.js';
+export * from './class-sampler.js';
+export * from './partial-fc.js';
