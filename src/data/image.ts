@@ -68,30 +68,28 @@ export function hwcToChw(src: Uint8Array, height: number, width: number, flip: b
   const r = offset;
   const g = offset + plane;
   const b = offset + 2 * plane;
-  for (let y = 0; y < height; y++) {
-    const row = y * width;
-    for (let x = 0; x < width; x++) {
-      const s = (row + (flip ? width - 1 - x : x)) * 3;
-      const d = row + x;
-      dst[r + d] = src[s]!;
-      dst[g + d] = src[s + 1]!;
-      dst[b + d] = src[s + 2]!;
-    }
+  for (let p = 0, s = 0; p < plane; p++, s += 3) {
+    dst[r + p] = src[s]!;
+    dst[g + p] = src[s + 1]!;
+    dst[b + p] = src[s + 2]!;
   }
+  if (flip) mirrorRowsInPlace(dst, offset, 3 * height, width);
 }
 
 /** Copy CHW (3 planes) into dst[offset...], mirroring columns when `flip`. */
 export function copyChw(src: Uint8Array, height: number, width: number, flip: boolean, dst: Uint8Array, offset = 0): void {
   const size = height * width * 3;
   if (src.length < size) throw new RangeError(`CHW source holds ${src.length} bytes, need ${size}`);
-  if (!flip) {
-    dst.set(src.subarray(0, size), offset);
-    return;
-  }
-  for (let row = 0; row < 3 * height; row++) {
-    const base = row * width;
-    const end = base + width - 1;
-    for (let x = 0; x < width; x++) dst[offset + base + x] = src[end - x]!;
+  if (offset + size > dst.length) throw new RangeError('destination too small');
+  dst.set(src.subarray(0, size), offset);
+  if (flip) mirrorRowsInPlace(dst, offset, 3 * height, width);
+}
+
+/** Reverse each of `rows` consecutive rows of `width` bytes starting at `offset` (a horizontal flip of planar data). */
+export function mirrorRowsInPlace(data: Uint8Array, offset: number, rows: number, width: number): void {
+  for (let row = 0; row < rows; row++) {
+    const start = offset + row * width;
+    data.subarray(start, start + width).reverse();
   }
 }
 

@@ -4,7 +4,7 @@
  * bad-sample handling and an exactly resumable data-order state.
  */
 import { availableParallelism } from 'node:os';
-import { DEFAULT_IMAGE_SIZE, writeSampleChw } from './image.js';
+import { DEFAULT_IMAGE_SIZE, mirrorRowsInPlace, writeSampleChw } from './image.js';
 import { hashSeeds } from './random.js';
 import {
   ShardedSampler,
@@ -213,6 +213,10 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
             throw new RangeError(`${source.describe(index)}: label ${label} out of range [0, ${source.numClasses})`);
           }
           labels[k] = label;
+          if (source.readChwInto?.(index, width, height, images, k * stride) === true) {
+            if (flip) mirrorRowsInPlace(images, k * stride, 3 * height, width);
+            return;
+          }
           const payload = await source.read(index);
           await writeSampleChw(payload, width, height, flip, images, k * stride);
         }),

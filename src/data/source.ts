@@ -29,6 +29,11 @@ export interface SampleSource {
   read(index: number): Promise<SamplePayload>;
   /** Where sample `index` lives, for error messages: 'file X line N (path)', 'record K of X', ... */
   describe(index: number): string;
+  /**
+   * Optional fast path for sources that generate pixels: write sample `index` as CHW RGB of exactly
+   * width x height into out[offset...] and return true, or return false to fall back to read().
+   */
+  readChwInto?(index: number, width: number, height: number, out: Uint8Array, offset: number): boolean;
   /** Release file handles. Optional: sources without open resources omit it. */
   close?(): Promise<void>;
 }

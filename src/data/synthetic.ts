@@ -86,6 +86,12 @@ export class SyntheticFaces implements SampleSource {
     return { kind: 'raw', pixels: this.render(index), width: this.size, height: this.size, layout: 'chw' };
   }
 
+  readChwInto(index: number, width: number, height: number, out: Uint8Array, offset: number): boolean {
+    if (width !== this.size || height !== this.size) return false;
+    this.render(index, out, offset);
+    return true;
+  }
+
   /** Draw sample `index` as CHW RGB into out[offset...] (allocated when omitted). */
   render(index: number, out?: Uint8Array, offset = 0): Uint8Array {
     const label = this.label(index);

@@ -312,3 +312,15 @@ test('FeatureLoader: sharding, determinism and resume follow the same state rule
   const union = new Set([...reference, ...other].flatMap((b) => [...b.indices]));
   assert.equal(union.size, 20);
 });
+
+test('loader: the in-place render path (readChwInto) matches the read() path, flips included', async () => {
+  const source = faces(3, 4);
+  const options = { batchSize: 6, imageSize: SIZE, seed: 13, randomFlip: true } as const;
+  const fast = await collect(new DataLoader(source, options));
+  const slow = await collect(new DataLoader(new FaultySource(source, new Set()), options));
+  assert.equal(fast.length, slow.length);
+  for (let b = 0; b < fast.length; b++) {
+    assert.deepEqual(fast[b]!.indices, slow[b]!.indices);
+    assert.deepEqual(fast[b]!.images, slow[b]!.images);
+  }
+});
