@@ -4,7 +4,7 @@
 // score block exists at any time, and the work runs on onnxruntime's threads, off the event loop.
 import ort from 'onnxruntime-node';
 import { OnnxGraphBuilder } from './onnx/builder.js';
-import { TopK, type ClassCenters, type ClassMatch } from './centers.js';
+import { RunningTopK, type ClassCenters, type ClassMatch } from './centers.js';
 
 export interface CenterSearchOptions {
   /** Centre rows per chunk (default 32768). */
@@ -62,7 +62,7 @@ export class CenterSearchEngine {
       for (let d = 0; d < dim; d++) packed[q * dim + d] = query[d]! * scale;
     });
     const queryTensor = new ort.Tensor('float32', packed, [queries.length, dim]);
-    const heaps = queries.map(() => new TopK(k));
+    const heaps = queries.map(() => new RunningTopK(k));
     for (let first = 0; first < count; first += this.chunkRows) {
       const last = Math.min(count, first + this.chunkRows);
       const chunkK = Math.min(k, last - first);

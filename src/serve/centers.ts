@@ -167,7 +167,7 @@ export async function writeClassCenters(path: string, rows: Float32Array, count:
  * Running top-k of (score, index) pairs: a min-heap of size k whose root is the weakest kept score,
  * so a candidate costs one comparison unless it beats the current k-th best.
  */
-export class TopK {
+export class RunningTopK {
   private readonly scores: Float64Array;
   private readonly indices: Int32Array;
   private size = 0;
@@ -245,7 +245,7 @@ export function topKCosineScan(centers: ClassCenters, queries: readonly Float32A
     const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
     return query.map((value) => value * scale);
   });
-  const heaps = queries.map(() => new TopK(k));
+  const heaps = queries.map(() => new RunningTopK(k));
   const scratch = centers.rows instanceof Uint16Array ? new Float32Array(chunkRows * dim) : undefined;
   const inverseNorms = centers.inverseNorms;
   for (let first = 0; first < count; first += chunkRows) {

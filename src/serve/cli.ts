@@ -3,10 +3,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import sharp from 'sharp';
-import { runLoad, type LoadResult } from './load.js';
-import { startServer, type ServeOptions } from './server.js';
-import { buildTinyFaceModel } from './tiny-model.js';
+import type { LoadResult } from './load.js';
+import type { ServeOptions } from './server.js';
 
 const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
 
@@ -139,6 +137,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 2;
   }
 
+  // Loaded here so that usage errors and --help answer without loading onnxruntime and sharp.
+  const { startServer } = await import('./server.js');
   const { server, url } = await startServer(options);
   const { model, classes } = server.info;
   console.log(
@@ -166,6 +166,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 }
 
 async function makeFaceLikeJpeg(size: number): Promise<Buffer> {
+  const { default: sharp } = await import('sharp');
   // Smooth gradients plus a little noise compress like a photo rather than like flat colour.
   const pixels = Buffer.alloc(size * size * 3);
   let state = 12345;
@@ -232,6 +233,7 @@ export async function benchServeCommand(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const [{ startServer }, { runLoad }, { buildTinyFaceModel }] = await Promise.all([import('./server.js'), import('./load.js'), import('./tiny-model.js')]);
   const workDir = await mkdtemp(join(tmpdir(), 'plsc-bench-serve-'));
   let modelPath = values.model;
   let modelLabel = modelPath ?? 'generated IR-style CNN (random weights)';

@@ -204,6 +204,12 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
       return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: match ? 'invalid bearer token' : 'missing Authorization: Bearer <token> header' });
     }
   });
+  // While draining, answer with Connection: close so keep-alive clients let go once their
+  // in-flight request is done (otherwise close() would wait for their idle sockets).
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (draining) reply.header('connection', 'close');
+    return payload;
+  });
   app.addHook('onResponse', async (request, reply) => {
     inFlight -= 1;
     const route = request.routeOptions.url ?? 'unmatched';
@@ -342,11 +348,15 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
         draining = true;
         const forceClose = setTimeout(() => app.server.closeAllConnections(), options.shutdownGraceMs ?? 30_000);
         forceClose.unref();
+        // Sockets that finish their last request after close() began become idle; cut those too.
+        const sweepIdle = setInterval(() => app.server.closeIdleConnections(), 50);
+        sweepIdle.unref();
         try {
           await app.close();
           await batcher.idle();
         } finally {
           clearTimeout(forceClose);
+          clearInterval(sweepIdle);
           await model.release();
           await search?.release();
         }

@@ -4,10 +4,10 @@
 // PyTorch (NCHW, OIHW conv weights, Linear weight [out, in]) so module weights go in unchanged.
 import { onnxAttr, type Float16Data, type OnnxGraphBuilder } from './builder.js';
 
-export type WeightData = Float32Array | Float16Data;
-export type Pair = number | readonly [number, number];
+export type OnnxWeightData = Float32Array | Float16Data;
+export type OnnxPair = number | readonly [number, number];
 
-function pair(value: Pair | undefined, fallback: number, what: string): [number, number] {
+function pair(value: OnnxPair | undefined, fallback: number, what: string): [number, number] {
   const result: [number, number] = value === undefined ? [fallback, fallback] : typeof value === 'number' ? [value, value] : [value[0], value[1]];
   for (const item of result) {
     if (!Number.isInteger(item) || item < 0) throw new Error(`${what} must be non-negative integers, got ${JSON.stringify(value)}`);
@@ -15,11 +15,11 @@ function pair(value: Pair | undefined, fallback: number, what: string): [number,
   return result;
 }
 
-function weightLength(data: WeightData): number {
+function weightLength(data: OnnxWeightData): number {
   return data instanceof Float32Array ? data.length : data.float16.length;
 }
 
-function checkLength(data: WeightData, expected: number, what: string): void {
+function checkLength(data: OnnxWeightData, expected: number, what: string): void {
   const length = weightLength(data);
   if (length !== expected) throw new Error(`${what}: expected ${expected} values, got ${length}`);
 }
@@ -28,7 +28,7 @@ function checkLength(data: WeightData, expected: number, what: string): void {
  * Add a float weight. fp16 weights are stored as float16 (half the file size) followed by a Cast
  * to float32, which onnxruntime folds once at load time.
  */
-export function emitWeight(g: OnnxGraphBuilder, name: string, data: WeightData, dims: readonly number[]): string {
+export function emitWeight(g: OnnxGraphBuilder, name: string, data: OnnxWeightData, dims: readonly number[]): string {
   if (data instanceof Float32Array) return g.initializer(g.freshName(name), data, dims);
   const stored = g.initializer(g.freshName(`${name}_fp16`), data, dims);
   const cast = g.freshName(name);
@@ -36,21 +36,21 @@ export function emitWeight(g: OnnxGraphBuilder, name: string, data: WeightData, 
   return cast;
 }
 
-export interface Conv2dParams {
+export interface OnnxConv2dParams {
   /** Value-name prefix for the initializers and outputs (e.g. the module path 'layer1.0.conv1'). */
   name?: string;
   /** OIHW: [outChannels, inChannels / groups, kernelH, kernelW]. */
-  weight: WeightData;
+  weight: OnnxWeightData;
   weightShape: readonly [number, number, number, number];
-  bias?: WeightData;
-  stride?: Pair;
+  bias?: OnnxWeightData;
+  stride?: OnnxPair;
   /** Symmetric zero padding (PyTorch style): p or [pH, pW]. */
-  padding?: Pair;
-  dilation?: Pair;
+  padding?: OnnxPair;
+  dilation?: OnnxPair;
   groups?: number;
 }
 
-export function emitConv2d(g: OnnxGraphBuilder, input: string, params: Conv2dParams): string {
+export function emitConv2d(g: OnnxGraphBuilder, input: string, params: OnnxConv2dParams): string {
   const prefix = params.name ?? 'conv';
   const [outChannels, inPerGroup, kernelH, kernelW] = params.weightShape;
   checkLength(params.weight, outChannels * inPerGroup * kernelH * kernelW, `${prefix}.weight [${params.weightShape.join(', ')}]`);
@@ -77,20 +77,20 @@ export function emitConv2d(g: OnnxGraphBuilder, input: string, params: Conv2dPar
   return output;
 }
 
-export interface BatchNormParams {
+export interface OnnxBatchNormParams {
   name?: string;
   /** Running mean and variance (inference form), length C. */
-  runningMean: WeightData;
-  runningVar: WeightData;
+  runningMean: OnnxWeightData;
+  runningVar: OnnxWeightData;
   /** gamma (affine weight); ones when the layer has affine=False. */
-  weight?: WeightData;
+  weight?: OnnxWeightData;
   /** beta (affine bias); zeros when the layer has affine=False. */
-  bias?: WeightData;
+  bias?: OnnxWeightData;
   eps?: number;
 }
 
 /** Inference-mode BatchNormalization over axis 1; works on [N, C] (BatchNorm1d) and [N, C, H, W] inputs. */
-export function emitBatchNorm(g: OnnxGraphBuilder, input: string, params: BatchNormParams): string {
+export function emitBatchNorm(g: OnnxGraphBuilder, input: string, params: OnnxBatchNormParams): string {
   const prefix = params.name ?? 'bn';
   const channels = weightLength(params.runningMean);
   checkLength(params.runningVar, channels, `${prefix}.running_var`);
@@ -114,15 +114,15 @@ export function emitBatchNorm(g: OnnxGraphBuilder, input: string, params: BatchN
   return output;
 }
 
-export interface PReluParams {
+export interface OnnxPReluParams {
   name?: string;
   /** One slope per channel (length C) or a single shared slope (length 1). */
-  slope: WeightData;
+  slope: OnnxWeightData;
   /** Rank of the input: 4 for [N, C, H, W] (slope stored as [C, 1, 1] so it broadcasts over H, W), 2 for [N, C]. */
   inputRank?: number;
 }
 
-export function emitPRelu(g: OnnxGraphBuilder, input: string, params: PReluParams): string {
+export function emitPRelu(g: OnnxGraphBuilder, input: string, params: OnnxPReluParams): string {
   const prefix = params.name ?? 'prelu';
   const channels = weightLength(params.slope);
   const rank = params.inputRank ?? 4;
@@ -140,7 +140,7 @@ export function emitRelu(g: OnnxGraphBuilder, input: string, name = 'relu'): str
   return output;
 }
 
-export interface LinearParams {
+export interface OnnxLinearParams {
   name?: string;
   /** PyTorch layout [outFeatures, inFeatures]. */
   weight: Float32Array;
@@ -153,7 +153,7 @@ export interface LinearParams {
   mode?: 'gemm' | 'matmul';
 }
 
-export function emitLinear(g: OnnxGraphBuilder, input: string, params: LinearParams): string {
+export function emitLinear(g: OnnxGraphBuilder, input: string, params: OnnxLinearParams): string {
   const prefix = params.name ?? 'fc';
   const [outFeatures, inFeatures] = params.weightShape;
   checkLength(params.weight, outFeatures * inFeatures, `${prefix}.weight [${outFeatures}, ${inFeatures}]`);
@@ -206,16 +206,16 @@ export function emitAdd(g: OnnxGraphBuilder, left: string, right: string, name =
   return output;
 }
 
-export interface Pool2dParams {
+export interface OnnxPool2dParams {
   name?: string;
-  kernelSize: Pair;
+  kernelSize: OnnxPair;
   /** Defaults to kernelSize, as in PyTorch. */
-  stride?: Pair;
-  padding?: Pair;
+  stride?: OnnxPair;
+  padding?: OnnxPair;
   ceilMode?: boolean;
 }
 
-function poolAttributes(params: Pool2dParams, what: string) {
+function poolAttributes(params: OnnxPool2dParams, what: string) {
   const [kernelH, kernelW] = pair(params.kernelSize, 1, `${what}: kernelSize`);
   const [strideH, strideW] = pair(params.stride ?? params.kernelSize, 1, `${what}: stride`);
   const [padH, padW] = pair(params.padding, 0, `${what}: padding`);
@@ -227,7 +227,7 @@ function poolAttributes(params: Pool2dParams, what: string) {
   };
 }
 
-export function emitMaxPool2d(g: OnnxGraphBuilder, input: string, params: Pool2dParams & { dilation?: Pair }): string {
+export function emitMaxPool2d(g: OnnxGraphBuilder, input: string, params: OnnxPool2dParams & { dilation?: OnnxPair }): string {
   const prefix = params.name ?? 'maxpool';
   const [dilationH, dilationW] = pair(params.dilation, 1, `${prefix}: dilation`);
   const output = g.freshName(`${prefix}.out`);
@@ -236,7 +236,7 @@ export function emitMaxPool2d(g: OnnxGraphBuilder, input: string, params: Pool2d
 }
 
 /** Average pooling; countIncludePad defaults to true (PyTorch's default; ONNX's is false). */
-export function emitAvgPool2d(g: OnnxGraphBuilder, input: string, params: Pool2dParams & { countIncludePad?: boolean }): string {
+export function emitAvgPool2d(g: OnnxGraphBuilder, input: string, params: OnnxPool2dParams & { countIncludePad?: boolean }): string {
   const prefix = params.name ?? 'avgpool';
   const output = g.freshName(`${prefix}.out`);
   g.node('AveragePool', [input], [output], { ...poolAttributes(params, prefix), count_include_pad: onnxAttr.int(params.countIncludePad === false ? 0 : 1) });
