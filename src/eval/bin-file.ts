@@ -34,8 +34,9 @@ function kindOf(value: PickleValue | undefined): string {
 }
 
 function toLabels(value: PickleValue, name: string): boolean[] {
-  const fail = (index: number, found: unknown): never => {
-    throw new VerificationBinError(`${name}: issame_list[${index}] is ${JSON.stringify(found)}, expected a boolean (or 0/1)`);
+  const fail = (index: number, found: PickleValue | undefined): never => {
+    const shown = typeof found === 'number' || typeof found === 'bigint' ? String(found) : typeof found === 'string' ? JSON.stringify(found) : kindOf(found);
+    throw new VerificationBinError(`${name}: issame_list[${index}] is ${shown}, expected a boolean (or 0/1)`);
   };
   if (value instanceof Uint8Array || value instanceof Int8Array) {
     return Array.from(value, (v, i) => (v === 0 || v === 1 ? v === 1 : fail(i, v)));
@@ -44,7 +45,7 @@ function toLabels(value: PickleValue, name: string): boolean[] {
   return value.map((v, i) => {
     if (typeof v === 'boolean') return v;
     if (v === 0 || v === 1) return v === 1;
-    return fail(i, typeof v === 'bigint' ? v.toString() : kindOf(v));
+    return fail(i, v);
   });
 }
 
