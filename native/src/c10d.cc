@@ -553,7 +553,9 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     try {
       std::vector<int64_t> outShape{0};
       outShape.insert(outShape.end(), rowShape.begin(), rowShape.end());
-      if (longest == 0 || t.numel() / std::max<int64_t>(mine, 1) == 0) {
+      int64_t rowNumel = 1;
+      for (auto d : rowShape) rowNumel *= d;
+      if (longest == 0 || rowNumel == 0) {
         // Nothing to move: every rank is empty (or rows have no elements).
         int64_t total = 0;
         for (auto s : sizes) total += s;

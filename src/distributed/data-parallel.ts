@@ -104,6 +104,11 @@ export class DataParallel {
     return this.buckets.map((b) => ({ dtype: b.dtype, numel: b.numel, parameters: b.slots.map((s) => s.index) }));
   }
 
+  /** Buckets whose allReduce has started in the current step (before syncGradients()). */
+  launchedBuckets(): number {
+    return this.nextLaunch;
+  }
+
   /** Copies rank `src`'s parameters and buffers to every rank (done once by the constructor). */
   broadcastState(src = 0): void {
     this.checkLive('broadcastState');
