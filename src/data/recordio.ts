@@ -17,6 +17,7 @@ import {
   BadSampleError,
   DataFormatError,
   checkIndex,
+  float64Growable,
   resolveNumClasses,
   type SampleSource,
   type SamplePayload,
@@ -87,39 +88,67 @@ export function unpackRecord(payload: Buffer): UnpackedRecord {
 
 /** Parse a .idx file: lines `key<TAB>offset`. Returns keys and offsets sorted by key. */
 export async function readRecordIndex(idxPath: string): Promise<{ keys: Float64Array; offsets: Float64Array }> {
-  let text: string;
+  let text: Buffer;
   try {
-    text = await readFile(idxPath, 'latin1');
+    text = await readFile(idxPath);
   } catch (error) {
     throw new DataFormatError(idxPath, `cannot read index file: ${(error as Error).message}`, { cause: error });
   }
-  const keys: number[] = [];
-  const offsets: number[] = [];
+  const keys = float64Growable();
+  const offsets = float64Growable();
   let line = 0;
   let start = 0;
+  let sorted = true;
+  let previous = -1;
+  const bad = (s: number, e: number): DataFormatError =>
+    new DataFormatError(idxPath, `expected "<key>\\t<byte offset>", got ${JSON.stringify(text.toString('latin1', s, Math.min(e, s + 80)))}`, { line });
   while (start < text.length) {
-    let end = text.indexOf('\n', start);
+    let end = text.indexOf(10, start);
     if (end < 0) end = text.length;
     line++;
-    const entry = text.slice(start, end).trim();
+    let i = start;
+    const lineStart = start;
     start = end + 1;
-    if (entry === '') continue;
-    const fields = entry.split(/\s+/);
-    if (fields.length !== 2 || !/^[0-9]+$/.test(fields[0]!) || !/^[0-9]+$/.test(fields[1]!)) {
-      throw new DataFormatError(idxPath, `expected "<key>\\t<byte offset>", got ${JSON.stringify(entry.slice(0, 80))}`, { line });
+    while (i < end && isBlank(text[i]!)) i++;
+    if (i === end) continue;
+    const values: number[] = [];
+    while (i < end) {
+      if (!isDigit(text[i]!)) throw bad(lineStart, end);
+      let value = 0;
+      while (i < end && isDigit(text[i]!)) value = value * 10 + (text[i++]! - 48);
+      values.push(value);
+      if (i < end && !isBlank(text[i]!)) throw bad(lineStart, end);
+      while (i < end && isBlank(text[i]!)) i++;
     }
-    keys.push(Number(fields[0]));
-    offsets.push(Number(fields[1]));
+    if (values.length !== 2 || !Number.isSafeInteger(values[0]) || !Number.isSafeInteger(values[1])) throw bad(lineStart, end);
+    keys.push(values[0]!);
+    offsets.push(values[1]!);
+    if (values[0]! <= previous) sorted = false;
+    previous = values[0]!;
   }
-  const order = keys.map((_, i) => i).sort((a, b) => keys[a]! - keys[b]!);
-  const sortedKeys = new Float64Array(order.length);
-  const sortedOffsets = new Float64Array(order.length);
-  for (let i = 0; i < order.length; i++) {
-    sortedKeys[i] = keys[order[i]!]!;
-    sortedOffsets[i] = offsets[order[i]!]!;
-    if (i > 0 && sortedKeys[i] === sortedKeys[i - 1]) throw new DataFormatError(idxPath, `duplicate key ${sortedKeys[i]}`);
+  let sortedKeys = keys.finish();
+  let sortedOffsets = offsets.finish();
+  if (!sorted) {
+    const order = new Int32Array(sortedKeys.length);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    const k = sortedKeys;
+    order.sort((a, b) => k[a]! - k[b]!);
+    const o = sortedOffsets;
+    sortedKeys = Float64Array.from(order, (i) => k[i]!);
+    sortedOffsets = Float64Array.from(order, (i) => o[i]!);
+    for (let i = 1; i < sortedKeys.length; i++) {
+      if (sortedKeys[i] === sortedKeys[i - 1]) throw new DataFormatError(idxPath, `duplicate key ${sortedKeys[i]}`);
+    }
   }
   return { keys: sortedKeys, offsets: sortedOffsets };
+}
+
+function isDigit(byte: number): boolean {
+  return byte >= 48 && byte <= 57;
+}
+
+function isBlank(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0d;
 }
 
 /** Positional reader of framed records in one .rec file. Safe for concurrent reads. */

@@ -201,6 +201,9 @@ test('RecordIO: truncated files, broken part sequences, bad idx lines and missin
     await writeFile(join(dir, 'train.idx'), '0\t0\nthree\t12\n');
     await assert.rejects(RecordIOSource.open(recPath), (error: unknown) => error instanceof DataFormatError && error.line === 2 && /train\.idx line 2/.test(error.message));
 
+    await writeFile(join(dir, 'train.idx'), '1\t0\n0\t8\n1\t16\n');
+    await assert.rejects(RecordIOSource.open(recPath), /train\.idx: duplicate key 1/);
+
     await writeHandBuilt(dir, built, [0, 1, 3, 4, 5]); // header promises images 1..3, key 2 absent
     await assert.rejects(RecordIOSource.open(recPath), /key 2 is missing from the index/);
 
