@@ -192,6 +192,11 @@ describe('plsc serve routes', () => {
     assert.ok(Math.abs(rgba[2048 + 5]! - (64 - 127.5) / 128) < 1e-6);
     const big = await call(server, 'POST', '/v1/embed', { images: [b64(await patternImage(1, { width: 150, height: 130 }))] });
     assert.equal(big.status, 200, big.text);
+    // Pixel-count limit (decompression bombs) is enforced before decoding the pixels.
+    await assert.rejects(
+      decodeImageToTensor(await solidPng(40, 40, 3, [0, 0, 0]), 'images[0]', { height: 32, width: 32, maxInputPixels: 1000 }),
+      /images\[0\] is not a decodable image \(Input image exceeds pixel limit\)/,
+    );
   });
 
   test('GET /metrics exposes request counters, latency and batch-size histograms and queue depth', async () => {
