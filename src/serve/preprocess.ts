@@ -32,13 +32,17 @@ export function decodeBase64Image(value: unknown, field: string): Buffer {
   return Buffer.from(text, 'base64');
 }
 
+/** Raster formats accepted (sharp's names; AVIF reports as heif). Vector formats such as SVG are refused. */
+const RASTER_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'jp2']);
+class UnsupportedFormat extends Error {}
+
 export interface DecodeOptions extends ImageGeometry {
   /** Refuse images with more input pixels than this (decompression bombs). Default 40 megapixels. */
   maxInputPixels?: number;
 }
 
 /**
- * Decode one encoded image (JPEG, PNG, WebP, ...), apply EXIF orientation, convert to 3-channel sRGB,
+ * Decode one encoded raster image (JPEG, PNG, WebP, GIF, TIFF, AVIF/HEIF), apply EXIF orientation, convert to 3-channel sRGB,
  * resize to exactly width x height (stretching; inputs are expected to be aligned face crops), and
  * return CHW float32 normalized as (x - 127.5) / 128.
  */
@@ -47,8 +51,12 @@ export async function decodeImageToTensor(bytes: Uint8Array, field: string, opti
   if (bytes.length === 0) throw new BadInputError(`${field} is empty`);
   let pixels: Buffer;
   let channels: number;
+  let format: string | undefined;
   try {
-    const result = await sharp(bytes, { limitInputPixels: options.maxInputPixels ?? 40_000_000, failOn: 'error' })
+    const image = sharp(bytes, { limitInputPixels: options.maxInputPixels ?? 40_000_000, failOn: 'error' });
+    format = (await image.metadata()).format;
+    if (format === undefined || !RASTER_FORMATS.has(format)) throw new UnsupportedFormat();
+    const result = await image
       .rotate()
       .removeAlpha()
       .toColourspace('srgb')
@@ -58,6 +66,9 @@ export async function decodeImageToTensor(bytes: Uint8Array, field: string, opti
     pixels = result.data;
     channels = result.info.channels;
   } catch (error) {
+    if (error instanceof UnsupportedFormat) {
+      throw new BadInputError(`${field} is ${format ?? 'an unknown format'}; send a raster image (${[...RASTER_FORMATS].join(', ')})`);
+    }
     throw new BadInputError(`${field} is not a decodable image (${(error as Error).message.split('\n')[0]})`);
   }
   if (channels !== 3 || pixels.length !== height * width * 3) {

@@ -192,10 +192,11 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   });
 
   // Raw image bodies (one image per request) for /v1/embed and /v1/classify.
-  app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, { parseAs: 'buffer', bodyLimit }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser(/^\s*(image\/[\w.+-]+|application\/octet-stream)\s*(;.*)?$/i, { parseAs: 'buffer', bodyLimit }, (_request, body, done) => done(null, body));
 
   app.addHook('onRequest', async (request, reply) => {
     inFlight += 1;
+    reply.raw.once('close', () => (inFlight -= 1));
     if (!tokenDigest || request.url === '/healthz' || request.url.startsWith('/healthz?')) return;
     const header = request.headers.authorization ?? '';
     const match = /^Bearer\s+(.+)$/i.exec(header);
@@ -211,7 +212,6 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     return payload;
   });
   app.addHook('onResponse', async (request, reply) => {
-    inFlight -= 1;
     const route = request.routeOptions.url ?? 'unmatched';
     requestsTotal.inc({ route, method: request.method, status: String(reply.statusCode) });
     requestSeconds.observe({ route }, reply.elapsedTime / 1000);

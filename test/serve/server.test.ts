@@ -99,6 +99,8 @@ describe('plsc serve routes', () => {
     assert.deepEqual(dataUrl.json.embeddings, json);
     const octet = await call(server, 'POST', '/v1/embed?normalize=true', images[1]!, { 'content-type': 'application/octet-stream' });
     assert.equal(octet.json.normalized, true);
+    const withParameters = await call(server, 'POST', '/v1/embed', images[1]!, { 'content-type': 'Image/JPEG; charset=binary' });
+    assert.deepEqual(withParameters.json.embeddings, json);
   });
 
   test('POST /v1/verify compares two images at the configured threshold', async () => {
@@ -163,6 +165,8 @@ describe('plsc serve routes', () => {
     assertBadRequest(await call(server, 'POST', '/v1/embed', { images: [Buffer.from('definitely not an image').toString('base64')] }), /images\[0\] is not a decodable image/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', { images: [b64(png.subarray(0, 40))] }), /images\[0\] is not a decodable image/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', Buffer.from('GIF89a-garbage'), { 'content-type': 'image/gif' }), /request body is not a decodable image/);
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><rect width="32" height="32" fill="red"/></svg>';
+    assertBadRequest(await call(server, 'POST', '/v1/embed', { images: [Buffer.from(svg).toString('base64')] }), /images\[0\] is svg; send a raster image/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', { images: [b64(png)], normalize: 'yes' }), /'normalize' must be a boolean/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', 'x=1', { 'content-type': 'application/x-www-form-urlencoded' }), /unsupported Content-Type/, 415);
     assertBadRequest(await call(server, 'POST', '/v1/embed', { images: ['A'.repeat(70 * 1024)] }), /larger than the limit of 65536 bytes/, 413);
