@@ -14,8 +14,9 @@
  *  - VAL@FAR=1e-3: per fold, the threshold (grid 0, 0.001, ..., 3.999) at which the training folds
  *    reach FAR 1e-3, linearly interpolated (scipy interp1d kind='slinear'), or 0 when the training
  *    folds never reach that FAR; VAL and FAR are then measured on the held-out fold.
- * Sums and means follow numpy's pairwise summation so results match insightface to the last bit
- * wherever the inputs do.
+ * Pair distances and the fold mean/std use numpy's pairwise summation; folds, thresholds, VAL
+ * interpolation, accuracies and stds reproduce a NumPy/SciPy run of insightface's code bit for bit
+ * (only row normalization may differ from sklearn's einsum in the last bit).
  */
 
 export interface EmbeddingMatrix {
