@@ -1,6 +1,6 @@
 // Command entry points of the distributed area: `plsc launch` and `plsc bench comm`.
 // Neither loads libtorch in this process (the workers do).
-import { LAUNCH_USAGE, describeOutcome, launch, parseLaunchArgs, type LaunchResult } from './launcher.js';
+import { LAUNCH_USAGE, describeOutcome, launch, parseLaunchArgs, validateLaunchOptions, type LaunchResult } from './launcher.js';
 import { benchSizes, parseBytes, runCommBench, type CommBenchConfig, type CommBenchOp, type CommBenchRecord } from './bench-comm.js';
 
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -38,6 +38,7 @@ export async function launchCommand(argv: string[]): Promise<number> {
   let options;
   try {
     options = parseLaunchArgs(argv);
+    if (!options.help) validateLaunchOptions(options);
   } catch (err) {
     console.error(`plsc launch: ${err instanceof Error ? err.message : String(err)}`);
     return 2;

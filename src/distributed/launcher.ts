@@ -98,7 +98,8 @@ function threadsPerWorker(nproc: number): string {
   return String(Math.max(1, Math.floor(cpus().length / nproc)));
 }
 
-function validate(options: LaunchOptions): Required<Pick<LaunchOptions, 'nnodes' | 'nodeRank' | 'gracePeriodMs'>> {
+/** Checks launch options; throws an error naming the flag. */
+export function validateLaunchOptions(options: LaunchOptions): Required<Pick<LaunchOptions, 'nnodes' | 'nodeRank' | 'gracePeriodMs'>> {
   const { nprocPerNode } = options;
   const nnodes = options.nnodes ?? 1;
   const nodeRank = options.nodeRank ?? 0;
@@ -124,7 +125,7 @@ function defaultOutput(line: WorkerOutputLine): void {
  * worker's failure: the result says who failed and how.
  */
 export async function launch(options: LaunchOptions): Promise<LaunchResult> {
-  const { nnodes, nodeRank, gracePeriodMs } = validate(options);
+  const { nnodes, nodeRank, gracePeriodMs } = validateLaunchOptions(options);
   const nproc = options.nprocPerNode;
   const worldSize = nnodes * nproc;
   const masterAddr = options.masterAddr ?? DEFAULT_MASTER_ADDR;
