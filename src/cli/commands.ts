@@ -2,3 +2,4 @@
 import { registerCommand } from './main.js';
 
 registerCommand('serve', 'HTTP serving of an exported model: plsc serve --model model.onnx', async () => (await import('../serve/cli.js')).serveCommand);
+registerCommand('data', 'datasets: plsc data convert|make-bin ...', async () => (await import('../data/cli.js')).dataCommand);
