@@ -678,6 +678,10 @@ struct RendezvousConfig {
   std::string backend = "gloo";
   std::string glooInterface;
   std::string glooHostname;
+  // Whether this process hosts the store (rank 0 by default; no one under torchrun's agent store).
+  bool storeServer = true;
+  // Namespace of this job's keys in the store (a torchrun restart gets a fresh one).
+  std::string storePrefix = "plsc";
 };
 
 bool isLoopback(const std::string& host) {
@@ -707,13 +711,14 @@ class Rendezvous : public Napi::AsyncWorker {
 
       c10d::TCPStoreOptions storeOptions;
       storeOptions.port = static_cast<uint16_t>(c.masterPort);
-      storeOptions.isServer = c.rank == 0;
+      storeOptions.isServer = c.storeServer;
       storeOptions.numWorkers = static_cast<size_t>(c.size);
       storeOptions.waitWorkers = false;
       storeOptions.timeout = milliseconds(c.rendezvousTimeoutMs);
-      stage = c.rank == 0 ? "starting the rendezvous store on " + endpoint
+      stage = c.storeServer ? "starting the rendezvous store on " + endpoint
                           : "connecting to the rendezvous store on " + endpoint + " (timeout " + waited + ")";
       state->store = c10::make_intrusive<c10d::TCPStore>(c.masterAddr, storeOptions);
+      auto scoped = c10::make_intrusive<c10d::PrefixStore>(c.storePrefix, state->store);
 
       // Every process must agree on the world size and hold a distinct rank, and all must arrive
       // within the timeout: checked here with clear messages rather than left to surface later as a
@@ -721,21 +726,21 @@ class Rendezvous : public Napi::AsyncWorker {
       stage = "checking the world size with rank 0 (timeout " + waited + ")";
       if (c.rank == 0) {
         std::string mine = std::to_string(c.size);
-        state->store->set("plsc/world_size", std::vector<uint8_t>(mine.begin(), mine.end()));
+        scoped->set("world_size", std::vector<uint8_t>(mine.begin(), mine.end()));
       }
-      auto theirs = state->store->get("plsc/world_size");
+      auto theirs = scoped->get("world_size");
       std::string rootSize(theirs.begin(), theirs.end());
       if (rootSize != std::to_string(c.size)) {
         throw std::runtime_error("world size mismatch: this process has WORLD_SIZE=" + std::to_string(c.size) +
                                  " but rank 0 has WORLD_SIZE=" + rootSize);
       }
       stage = "claiming rank " + std::to_string(c.rank);
-      if (state->store->add("plsc/rank/" + std::to_string(c.rank), 1) > 1) {
+      if (scoped->add("rank/" + std::to_string(c.rank), 1) > 1) {
         throw std::runtime_error("rank " + std::to_string(c.rank) +
                                  " was claimed by two processes (check RANK / --node-rank)");
       }
       stage = "waiting for all " + std::to_string(c.size) + " processes to join (timeout " + waited + ")";
-      int64_t joined = state->store->add("plsc/joined", 1);
+      int64_t joined = scoped->add("joined", 1);
       const auto start = std::chrono::steady_clock::now();
       while (joined < c.size) {
         if (std::chrono::steady_clock::now() - start > milliseconds(c.rendezvousTimeoutMs)) {
@@ -743,10 +748,10 @@ class Rendezvous : public Napi::AsyncWorker {
                                    " processes joined");
         }
         std::this_thread::sleep_for(milliseconds(20));
-        joined = state->store->add("plsc/joined", 0);
+        joined = scoped->add("joined", 0);
       }
 
-      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("plsc/pg/" + c.backend, state->store);
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("pg/" + c.backend, scoped);
       if (c.backend == "gloo") {
 #ifdef USE_C10D_GLOO
         stage = "creating the gloo transport";
@@ -846,6 +851,9 @@ Napi::Value C10dInit(const Napi::CallbackInfo& info) {
   c.backend = readString(env, o, "backend", c.backend);
   c.glooInterface = readString(env, o, "glooInterface", "");
   c.glooHostname = readString(env, o, "glooHostname", "");
+  Napi::Value server = o.Get("storeServer");
+  c.storeServer = server.IsBoolean() ? server.As<Napi::Boolean>().Value() : c.rank == 0;
+  c.storePrefix = readString(env, o, "storePrefix", c.storePrefix);
   auto* worker = new Rendezvous(env, std::move(c));
   Napi::Promise promise = worker->promise();
   worker->Queue();

@@ -41,6 +41,8 @@ interface C10dAddon {
     rendezvousTimeoutMs: number;
     backend: string;
     glooInterface?: string;
+    storeServer?: boolean;
+    storePrefix?: string;
   }): Promise<NativeProcessGroupHandle>;
   c10dBackends(): string[];
 }
@@ -300,7 +302,13 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
       throw new Error(`initProcessGroup: backend '${backend}' is not in this build (available: ${c10d.c10dBackends().join(', ') || 'none'})`);
     }
     const glooInterface = options.glooInterface ?? process.env.GLOO_SOCKET_IFNAME;
+    // Under torchrun (elastic), its agent already hosts the store on MASTER_PORT: rank 0 joins it as
+    // a client, and each restart of the workers uses fresh keys.
+    const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
+    const attempt = process.env.TORCHELASTIC_RESTART_COUNT ?? '0';
     const nativeGroup = await c10d.c10dInit({
+      storeServer: rank === 0 && !agentStore,
+      storePrefix: `plsc/attempt_${attempt}`,
       rank,
       worldSize,
       masterAddr,
