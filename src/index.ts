@@ -41,6 +41,7 @@ export * from './distributed/process-group.js';
 export * from './distributed/collectives.js';
 export * from './distributed/data-parallel.js';
 export * from './distributed/launcher.js';
+export * from './models/index.js';
 export * from './train/progress.js';
 export * from './train/report.js';
 export * from './data/verification-pairs.js';
