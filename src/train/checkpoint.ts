@@ -1,0 +1,209 @@
+// Checkpoints that resume exactly and re-shard to another worker count.
+//
+// <checkpointDir>/step-00001200/
+//   meta.json                       world size, classes, step, epoch, data order, sampler step, config
+//   backbone.safetensors            rank 0: backbone parameters and buffers
+//   optimizer.safetensors           rank 0: backbone optimizer state (momentum buffers, param groups)
+//   fc-rank-<r>-of-<W>.safetensors  each rank: its class shard (weight, weight_momentum[, bias, bias_momentum])
+// Everything is written into .tmp-step-00001200 and renamed once complete, so a crash mid-write
+// leaves the previous checkpoint intact.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Tensor } from '../torch/tensor.js';
+import * as F from '../torch/ops.js';
+import { tidy } from '../torch/scope.js';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../torch/safetensors.js';
+import { shardLayout } from '../head/partial-fc.js';
+import type { DataOrderState } from '../data/sampler.js';
+
+export const CHECKPOINT_FORMAT = 'plsc-checkpoint-1';
+
+export interface CheckpointMeta {
+  format: typeof CHECKPOINT_FORMAT;
+  /** The number of FC shards (the worker count of a dist_* run). */
+  worldSize: number;
+  numClasses: number;
+  embeddingSize: number;
+  /** Optimizer steps completed. */
+  step: number;
+  epoch: number;
+  dataOrder: DataOrderState;
+  /** The head's class-sampling step counter. */
+  samplerStep: number;
+  seed: number;
+  backbone: string;
+  lossType: string;
+  /** Names of the FC shard tensors (weight, weight_momentum, bias, bias_momentum). */
+  shardTensors: string[];
+  config: Record<string, unknown>;
+  savedAt: string;
+}
+
+const STEP_DIR = /^step-(\d+)$/;
+
+export function checkpointName(step: number): string {
+  return `step-${String(step).padStart(8, '0')}`;
+}
+
+export function shardFileName(rank: number, worldSize: number): string {
+  return `fc-rank-${rank}-of-${worldSize}.safetensors`;
+}
+
+/** Completed checkpoints in a directory, oldest first. */
+export function listCheckpoints(checkpointDir: string): { step: number; path: string }[] {
+  if (!existsSync(checkpointDir)) return [];
+  return readdirSync(checkpointDir)
+    .map((name) => ({ name, match: STEP_DIR.exec(name) }))
+    .filter((e) => e.match !== null && existsSync(join(checkpointDir, e.name, 'meta.json')))
+    .map((e) => ({ step: Number(e.match?.[1]), path: join(checkpointDir, e.name) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** `latest` resolves to the newest checkpoint in checkpointDir; any other value is a directory. */
+export function resolveCheckpoint(spec: string, checkpointDir: string): string {
+  if (spec === 'latest') {
+    const all = listCheckpoints(checkpointDir);
+    const last = all[all.length - 1];
+    if (last === undefined) throw new Error(`resume: no checkpoint in ${resolve(checkpointDir)}`);
+    return last.path;
+  }
+  if (!existsSync(join(spec, 'meta.json'))) throw new Error(`resume: ${resolve(spec)} is not a checkpoint (no meta.json)`);
+  return spec;
+}
+
+export function readMeta(dir: string): CheckpointMeta {
+  const path = join(dir, 'meta.json');
+  let meta: CheckpointMeta;
+  try {
+    meta = JSON.parse(readFileSync(path, 'utf8')) as CheckpointMeta;
+  } catch (err) {
+    throw new Error(`checkpoint ${path}: cannot read meta.json (${(err as Error).message})`);
+  }
+  if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${path}: unknown format ${JSON.stringify(meta.format)}`);
+  for (let r = 0; r < meta.worldSize; r++) {
+    const shard = join(dir, shardFileName(r, meta.worldSize));
+    if (!existsSync(shard)) throw new Error(`checkpoint ${dir}: missing FC shard ${shardFileName(r, meta.worldSize)}`);
+  }
+  return meta;
+}
+
+export interface SaveCheckpointParts {
+  /** This process's rank (rank 0 writes the backbone, the optimizer and meta.json). */
+  rank: number;
+  /** Number of FC shards the classes are split into (the world size for dist_* heads, else 1). */
+  shardCount: number;
+  meta: Omit<CheckpointMeta, 'format' | 'worldSize' | 'savedAt'>;
+  /** rank 0 only */
+  backbone?: Record<string, Tensor>;
+  optimizer?: { tensors: Record<string, Tensor>; metadata: Record<string, string> };
+  /** This rank's FC shard and its index, or null on ranks that hold no shard of their own. */
+  shard: { index: number; tensors: Record<string, Tensor> } | null;
+  /** Waits for every rank (a barrier); identity for one worker. */
+  barrier: () => void;
+  keepLast: number;
+}
+
+/** Every rank calls this with its parts; returns the final directory. */
+export function saveCheckpoint(checkpointDir: string, parts: SaveCheckpointParts): string {
+  const name = checkpointName(parts.meta.step);
+  const finalDir = join(checkpointDir, name);
+  const tmpDir = join(checkpointDir, `.tmp-${name}`);
+  if (parts.rank === 0) {
+    rmSync(tmpDir, { recursive: true, force: true });
+    mkdirSync(tmpDir, { recursive: true });
+  }
+  parts.barrier();
+  if (parts.shard !== null) {
+    saveSafetensors(join(tmpDir, shardFileName(parts.shard.index, parts.shardCount)), parts.shard.tensors, {
+      rank: String(parts.shard.index),
+      worldSize: String(parts.shardCount),
+    });
+  }
+  if (parts.rank === 0) {
+    if (parts.backbone === undefined) throw new Error('saveCheckpoint: rank 0 must provide the backbone state');
+    saveSafetensors(join(tmpDir, 'backbone.safetensors'), parts.backbone);
+    if (parts.optimizer) saveSafetensors(join(tmpDir, 'optimizer.safetensors'), parts.optimizer.tensors, parts.optimizer.metadata);
+  }
+  parts.barrier();
+  if (parts.rank === 0) {
+    const meta: CheckpointMeta = { format: CHECKPOINT_FORMAT, worldSize: parts.shardCount, savedAt: new Date().toISOString(), ...parts.meta };
+    writeFileSync(join(tmpDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+    rmSync(finalDir, { recursive: true, force: true });
+    renameSync(tmpDir, finalDir);
+    const all = listCheckpoints(checkpointDir);
+    for (const old of all.slice(0, Math.max(0, all.length - parts.keepLast))) rmSync(old.path, { recursive: true, force: true });
+  }
+  parts.barrier();
+  return finalDir;
+}
+
+/**
+ * Rows [start, start + count) of the full class matrix of every shard tensor, read from however many
+ * shards the checkpoint was written with (each shard file is opened only if it overlaps).
+ */
+export function readClassRows(dir: string, meta: CheckpointMeta, start: number, count: number): Record<string, Tensor> {
+  return tidy(() => {
+    const pieces: Record<string, Tensor[]> = {};
+    for (let r = 0; r < meta.worldSize; r++) {
+      const layout = shardLayout(meta.numClasses, meta.worldSize, r);
+      const from = Math.max(start, layout.classOffset);
+      const to = Math.min(start + count, layout.classOffset + layout.numLocalClasses);
+      if (from >= to) continue;
+      const file = join(dir, shardFileName(r, meta.worldSize));
+      const tensors = loadSafetensors(file);
+      for (const name of meta.shardTensors) {
+        const t = tensors[name];
+        if (t === undefined) throw new Error(`checkpoint ${file}: missing tensor '${name}'`);
+        if (t.shape[0] !== layout.numLocalClasses) {
+          throw new Error(`checkpoint ${file}: '${name}' has ${t.shape[0]} rows, expected ${layout.numLocalClasses} for rank ${r} of ${meta.worldSize}`);
+        }
+        (pieces[name] ??= []).push(F.narrow(t, 0, from - layout.classOffset, to - from));
+      }
+    }
+    const out: Record<string, Tensor> = {};
+    for (const name of meta.shardTensors) {
+      const list = pieces[name] ?? [];
+      out[name] = list.length === 1 ? F.clone(list[0] as Tensor) : F.cat(list);
+    }
+    return out;
+  });
+}
+
+/** This rank's shard for `worldSize` workers, re-split from the checkpoint when its world size differs. */
+export function loadShard(dir: string, meta: CheckpointMeta, rank: number, worldSize: number): Record<string, Tensor> {
+  const layout = shardLayout(meta.numClasses, worldSize, rank);
+  return readClassRows(dir, meta, layout.classOffset, layout.numLocalClasses);
+}
+
+/** `plsc reshard`: writes a copy of a checkpoint whose FC shards are split for `worldSize` workers. */
+export function reshardCheckpoint(source: string, worldSize: number, out: string): CheckpointMeta {
+  const meta = readMeta(source);
+  if (worldSize > meta.numClasses) throw new Error(`reshard: ${meta.numClasses} classes cannot be split over ${worldSize} workers`);
+  if (resolve(source) === resolve(out)) throw new Error('reshard: --out must differ from --checkpoint');
+  const tmp = `${out.replace(/\/+$/, '')}.tmp-reshard`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  for (const file of ['backbone.safetensors', 'optimizer.safetensors']) {
+    if (existsSync(join(source, file))) copyFileSync(join(source, file), join(tmp, file));
+  }
+  for (let r = 0; r < worldSize; r++) {
+    tidy(() => {
+      const rows = loadShard(source, meta, r, worldSize);
+      saveSafetensors(join(tmp, shardFileName(r, worldSize)), rows, { rank: String(r), worldSize: String(worldSize) });
+    });
+  }
+  const resharded: CheckpointMeta = { ...meta, worldSize, savedAt: new Date().toISOString() };
+  writeFileSync(join(tmp, 'meta.json'), `${JSON.stringify(resharded, null, 2)}\n`);
+  rmSync(out, { recursive: true, force: true });
+  renameSync(tmp, out);
+  return resharded;
+}
+
+/** Shapes of a shard file's tensors without loading them (for reports). */
+export function shardSummary(dir: string, meta: CheckpointMeta): { rank: number; rows: number }[] {
+  return Array.from({ length: meta.worldSize }, (_, rank) => {
+    const header = readSafetensorsHeader(join(dir, shardFileName(rank, meta.worldSize)));
+    const weight = header.entries.find((e) => e.name === 'weight');
+    return { rank, rows: weight?.shape[0] ?? 0 };
+  });
+}
