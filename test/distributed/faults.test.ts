@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findFreePort } from '../../src/distributed/launcher.js';
 import { initProcessGroup } from '../../src/distributed/process-group.js';
-import { fixture, linesOf, readPids, runPlsc, startNode, survivors } from './helpers.js';
+import { fixture, linesOf, readPids, runPlsc, startNode, startPlsc, survivors, waitForOutput } from './helpers.js';
 
 const trainer = fixture('train-worker');
 
@@ -127,4 +127,19 @@ test('rendezvous: a mismatched world size is reported as such', async () => {
   const rootFailure = assert.rejects(root, /only 1 of 2 processes joined/);
   await assert.rejects(initProcessGroup({ ...base, rank: 2, worldSize: 3 }), /world size mismatch: this process has WORLD_SIZE=3 but rank 0 has WORLD_SIZE=2/);
   await rootFailure;
+});
+
+test('workers exit on their own when the launcher is killed with SIGKILL', async () => {
+  const dir = tempDir();
+  try {
+    const running = startPlsc(['launch', '--nproc-per-node', '2', '--', trainer], { PID_DIR: dir, STEPS: '100000', STEP_SLEEP_MS: '50' });
+    await waitForOutput(running, /\[rank 1\] SUM[\s\S]*\[rank 0\] SUM|\[rank 0\] SUM[\s\S]*\[rank 1\] SUM/, 60_000);
+    running.child.kill('SIGKILL');
+    await running.done;
+    const pids = readPids(dir);
+    assert.equal(pids.size, 2);
+    assert.deepEqual(await survivors(pids.values(), 10_000), [], 'orphaned workers noticed the launcher is gone');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
