@@ -1,0 +1,132 @@
+// `plsc export`: a training checkpoint to model.onnx (parity-checked) and optional class centres.
+import { relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const EXPORT_USAGE = `usage: plsc export --checkpoint DIR --out model.onnx [options]
+
+  --checkpoint DIR      a step-XXXXXXXX checkpoint, or a checkpoint directory (its newest step)  (required)
+  --out PATH            where the ONNX model goes                                                (required)
+  --opset N             ONNX opset, 13..21 (default 17)
+  --dynamic-batch       symbolic batch dimension N (default: fixed batch of --batch-size)
+  --batch-size N        the fixed batch size without --dynamic-batch (default 1)
+  --centers PATH        also write the L2-normalized class centres of every class (safetensors,
+                        tensor 'centers' [C, D]) for plsc serve --centers
+  --fp16                store the centres as float16 (half the size)
+  --tolerance X         largest accepted max abs difference of the parity check (default 1e-4)
+
+The model takes input [N, 3, H, W] float32 and outputs embedding [N, D] float32. Before it is written,
+onnxruntime and libtorch run it on 2 random inputs in [-1, 1) and must agree to 1e-4 (max abs difference).`;
+
+function integerFlag(value: string | undefined, name: string, minimum: number): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
+  return parsed;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}
+
+/** A path as the user would type it: relative to the working directory when that is shorter. */
+function shown(path: string): string {
+  const absolute = resolve(path);
+  const rel = relative(process.cwd(), absolute);
+  return rel !== '' && !rel.startsWith('..') && rel.length < absolute.length ? rel : absolute;
+}
+
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `plsc export`. Returns 0 on success, 1 when the export or its parity check fails, 2 on usage errors. */
+export async function exportCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        checkpoint: { type: 'string' },
+        out: { type: 'string' },
+        opset: { type: 'string' },
+        'dynamic-batch': { type: 'boolean' },
+        'batch-size': { type: 'string' },
+        centers: { type: 'string' },
+        fp16: { type: 'boolean' },
+        tolerance: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`plsc export: ${(error as Error).message}\n\n${EXPORT_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(EXPORT_USAGE);
+    return 0;
+  }
+  let opset: number | undefined;
+  let batchSize: number | undefined;
+  let tolerance: number | undefined;
+  try {
+    if (!values.checkpoint) throw new Error('--checkpoint is required');
+    if (!values.out) throw new Error('--out is required');
+    opset = integerFlag(values.opset, 'opset', 1);
+    if (opset !== undefined && (opset < 13 || opset > 21)) throw new Error(`--opset must be between 13 and 21, got ${opset}`);
+    batchSize = integerFlag(values['batch-size'], 'batch-size', 1);
+    if (batchSize !== undefined && values['dynamic-batch']) throw new Error('--batch-size fixes the batch dimension; it cannot be combined with --dynamic-batch');
+    if (values.tolerance !== undefined) {
+      tolerance = Number(values.tolerance);
+      if (!Number.isFinite(tolerance) || tolerance <= 0) throw new Error(`--tolerance must be a positive number, got '${values.tolerance}'`);
+    }
+    if (values.fp16 && !values.centers) throw new Error('--fp16 applies to --centers; give --centers PATH');
+  } catch (error) {
+    console.error(`plsc export: ${(error as Error).message}\n\n${EXPORT_USAGE}`);
+    return 2;
+  }
+
+  // Loaded here so that usage errors and --help answer without loading libtorch and onnxruntime.
+  const { exportCheckpoint, EXPORT_PARITY_TOLERANCE } = await import('./export-checkpoint.js');
+  let result;
+  try {
+    result = await exportCheckpoint({
+      checkpoint: values.checkpoint,
+      out: values.out,
+      ...(opset !== undefined ? { opset } : {}),
+      dynamicBatch: values['dynamic-batch'] ?? false,
+      ...(batchSize !== undefined ? { batchSize } : {}),
+      ...(values.centers !== undefined ? { centers: values.centers } : {}),
+      fp16: values.fp16 ?? false,
+      ...(tolerance !== undefined ? { tolerance } : {}),
+    });
+  } catch (error) {
+    console.error(`plsc export: ${(error as Error).message}`);
+    return 1;
+  }
+  const { meta, parity, centers } = result;
+  const batchDim = result.dynamicBatch ? 'N' : String(batchSize ?? 1);
+  console.log(`plsc export: checkpoint ${shown(result.checkpointDir)} (step ${meta.step}, backbone ${meta.backbone}, ${meta.numClasses} classes in ${meta.worldSize} FC shard${meta.worldSize === 1 ? '' : 's'})`);
+  console.log(
+    `  model    ${shown(result.modelPath)} (${formatBytes(result.modelBytes)}, opset ${opset ?? 17}): input [${batchDim}, ${result.inputShape.join(', ')}] float32 -> embedding [${batchDim}, ${result.embeddingSize}]`,
+  );
+  console.log(
+    `  parity   onnxruntime vs libtorch on ${parity.batch} random inputs: max abs diff ${parity.maxAbsDiff.toExponential(2)} (tolerance ${tolerance ?? EXPORT_PARITY_TOLERANCE}; outputs up to ${parity.maxAbsOutput.toPrecision(4)})`,
+  );
+  if (centers !== null) {
+    console.log(`  centers  ${shown(centers.path)} (${formatBytes(centers.bytes)}): 'centers' [${centers.numClasses}, ${centers.embeddingSize}] ${centers.dtype}, rows L2-normalized, class order of the shards`);
+  }
+  const isImageModel = result.inputShape.length === 3 && result.inputShape[0] === 3;
+  if (isImageModel) {
+    const serve = ['plsc', 'serve', '--model', shown(result.modelPath), ...(centers !== null ? ['--centers', shown(centers.path)] : [])];
+    console.log(`\nserve it with:\n  ${serve.map(shellQuote).join(' ')}`);
+    if (!result.dynamicBatch && (batchSize ?? 1) === 1) console.log('  (fixed batch 1: export with --dynamic-batch to let the server batch concurrent requests)');
+  } else {
+    console.log(`\nthis backbone takes [${result.inputShape.join(', ')}] inputs, not images: plsc serve (which decodes images) cannot serve it; run it with onnxruntime directly`);
+  }
+  return 0;
+}
