@@ -491,7 +491,10 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     m[0] = t.dim();
     m[1] = static_cast<int64_t>(t.scalar_type());
     for (int64_t d = 0; d < t.dim(); ++d) m[2 + d] = t.size(d);
-    at::Tensor all = at::empty({state_->size * width}, at::kLong);
+    // NCCL communicates device tensors only; gloo CPU ones.
+    const auto where = at::TensorOptions().dtype(at::kLong).device(t.device());
+    at::Tensor all = at::empty({state_->size * width}, where);
+    mine = mine.to(t.device());
     std::vector<at::Tensor> outputs;
     for (int r = 0; r < state_->size; ++r) outputs.push_back(all.narrow(0, r * width, width));
     std::vector<std::vector<at::Tensor>> outputLists{outputs};
@@ -505,10 +508,11 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
                                                     describeException(std::current_exception())));
     }
     std::vector<std::vector<int64_t>> shapes;
+    all = all.cpu();
     const int64_t* a = all.data_ptr<int64_t>();
     for (int r = 0; r < state_->size; ++r) {
       const int64_t* row = a + r * width;
-      if (row[0] != t.dim() || row[1] != m[1]) {
+      if (row[0] != t.dim() || row[1] != static_cast<int64_t>(t.scalar_type())) {
         throw Napi::Error::New(env, name + ": rank " + std::to_string(r) + " sent a " + std::to_string(row[0]) +
                                         "-d " + c10::toString(static_cast<at::ScalarType>(row[1])) +
                                         " tensor, rank " + std::to_string(state_->rank) + " a " +
