@@ -3,8 +3,10 @@ import type { CommandMain } from './main.js';
 
 const benchmarks: Record<string, () => Promise<CommandMain>> = {
   engine: async () => (await import('../../bench/engine.js')).benchEngine,
+  head: async () => (await import('../../bench/head.js')).benchHead,
   comm: async () => (await import('../distributed/cli.js')).benchCommCommand,
   serve: async () => (await import('../serve/cli.js')).benchServeCommand,
+  train: async () => (await import('../../bench/train.js')).benchTrain,
 };
 
 export function registerBenchmark(name: string, load: () => Promise<CommandMain>): void {

@@ -314,6 +314,7 @@ export class Trainer {
     const totals: PhaseTimes = { data: 0, forward: 0, head: 0, backward: 0, comm: 0, optimizer: 0 };
     let lastCheckpoint: string | null = null;
     let validation: TargetResult[] = [];
+    let lastValidationStep = -1;
     let imagesSeen = 0;
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);
@@ -342,14 +343,20 @@ export class Trainer {
         });
         const periodic = (period: number): boolean => period > 0 && this.step % period === 0;
         if (!options.noCheckpoints && periodic(config.checkpointPeriod)) lastCheckpoint = this.saveCheckpoint(epoch);
-        if (shouldValidate() && periodic(config.testPeriod)) validation = await this.validate(progress);
+        if (shouldValidate() && periodic(config.testPeriod)) {
+          validation = await this.validate(progress);
+          lastValidationStep = this.step;
+        }
         if (this.step >= stopAt) break;
         dataStart = performance.now();
       }
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
       if (epochDone && this.step < stopAt) {
         if (!options.noCheckpoints && config.checkpointPeriod === 0) lastCheckpoint = this.saveCheckpoint(epoch);
-        if (shouldValidate() && config.testPeriod === 0) validation = await this.validate(progress);
+        if (shouldValidate() && config.testPeriod === 0) {
+          validation = await this.validate(progress);
+          lastValidationStep = this.step;
+        }
       }
       if (stepsPerEpoch === 0) break;
     }
@@ -357,15 +364,18 @@ export class Trainer {
     if (!options.noCheckpoints && (lastCheckpoint === null || !lastCheckpoint.endsWith(String(this.step).padStart(8, '0')))) {
       lastCheckpoint = this.saveCheckpoint(finalEpoch);
     }
+    // The final model is always validated (unless the last periodic validation was at this very step).
     const finishedTraining = this.step >= this.totalSteps;
-    if (finishedTraining && shouldValidate() && validation.length === 0) validation = await this.validate(progress);
+    if (finishedTraining && shouldValidate() && lastValidationStep !== this.step) validation = await this.validate(progress);
     const elapsed = (performance.now() - started) / 1000;
     let modelPath: string | null = null;
     let reportPath: string | null = null;
     if (rank === 0) {
       mkdirSync(outputDir, { recursive: true });
       modelPath = join(outputDir, 'backbone.safetensors');
-      tidy(() => saveSafetensors(modelPath as string, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize) }));
+      tidy(() =>
+        saveSafetensors(modelPath as string, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
+      );
       progress?.finish();
       if (metricsPath && existsSync(metricsPath)) reportPath = await writeTrainingReport(metricsPath, join(outputDir, 'training-report.html'));
     }

@@ -1,0 +1,197 @@
+// `plsc bench head`: one step (forward + backward + sparse-momentum update) of the sharded head, the
+// step's three GEMMs alone, peak RSS and bytes per class, and (with --peer pytorch) the same
+// workload written insightface-style in PyTorch. Prints measurements; asserts nothing.
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ops as F, tidy, manualSeed, getNumThreads, emptyCache, PartialFC, CombinedMarginLoss, sampledClassCount, type Tensor } from '../src/index.js';
+import { initProcessGroup } from '../src/distributed/process-group.js';
+import { readDistributedEnv } from '../src/distributed/env.js';
+import { launch } from '../src/distributed/launcher.js';
+import { median, runTorchPeer } from './peer.js';
+
+export interface HeadBenchResult {
+  classes: number;
+  emb: number;
+  batch: number;
+  sample_rate: number;
+  nproc: number;
+  threads: number;
+  step_ms: number;
+  gemm_ms: number;
+  step_over_gemm: number;
+  peak_rss_bytes: number;
+  bytes_per_class: number;
+  weight_and_momentum_bytes_per_class: number;
+  rss_per_class_ratio: number;
+  torch_step_ms: number | null;
+  torch_peak_rss_bytes: number | null;
+  ours_over_torch: number | null;
+}
+
+function timeMs(fn: () => void): number {
+  const start = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** Measures one rank's head; returns this rank's numbers (rank 0's are reported). */
+async function measureRank(options: { classes: number; emb: number; batch: number; sampleRate: number; warmup: number; repeats: number }) {
+  const group = readDistributedEnv() === null ? undefined : await initProcessGroup();
+  manualSeed(0);
+  const baselineRss = process.memoryUsage().rss;
+  const head = new PartialFC({
+    embeddingSize: options.emb,
+    numClasses: options.classes,
+    sampleRate: options.sampleRate,
+    margin: CombinedMarginLoss.arcface(),
+    update: 'fused',
+    fusedSgd: { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 },
+    ...(group ? { group } : {}),
+  });
+  const embeddings = F.randn([options.batch, options.emb]).requiresGrad_();
+  const labels = F.randint(0, options.classes, [options.batch]);
+  const step = (): void =>
+    tidy(() => {
+      head.forward(embeddings, labels).loss.backward();
+      embeddings.grad = null;
+    });
+  for (let i = 0; i < options.warmup; i++) step();
+  const stepSamples = Array.from({ length: options.repeats }, () => timeMs(step));
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const numLocal = head.numLocalClasses;
+  const active = sampledClassCount(numLocal, options.sampleRate);
+  const globalBatch = options.batch * (group?.worldSize ?? 1);
+
+  // The step's three GEMMs alone, on the same shapes: logits = X W^T, dX = G W, dW = G^T X.
+  const gemmSamples = tidy(() => {
+    const x = F.randn([globalBatch, options.emb]);
+    const w = F.narrow(head.weight, 0, 0, active);
+    const g = F.randn([globalBatch, active]);
+    const once = (): void => tidy(() => void [F.mm(x, w.t()), F.mm(g, w), F.mm(g.t(), x)]);
+    once();
+    return Array.from({ length: options.repeats }, () => timeMs(once));
+  });
+  const result = {
+    step_ms: median(stepSamples),
+    gemm_ms: median(gemmSamples),
+    peak_rss_bytes: peakRss,
+    bytes_per_class: (peakRss - baselineRss) / numLocal,
+    num_local: numLocal,
+  };
+  head.dispose();
+  embeddings.dispose();
+  labels.dispose();
+  emptyCache();
+  group?.destroy();
+  return result;
+}
+
+const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--nproc W] [--peer pytorch] [--warmup 1] [--repeats 3] [--json]';
+
+export async function benchHead(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      classes: { type: 'string', default: '1000000' },
+      emb: { type: 'string', default: '512' },
+      batch: { type: 'string', default: '256' },
+      'sample-rate': { type: 'string', default: '1.0' },
+      nproc: { type: 'string', default: '1' },
+      peer: { type: 'string' },
+      warmup: { type: 'string', default: '1' },
+      repeats: { type: 'string', default: '3' },
+      json: { type: 'boolean', default: false },
+      'worker-out': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const num = (name: string, value: string | undefined): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${value}\n${USAGE}`);
+    return n;
+  };
+  const options = {
+    classes: num('classes', values.classes),
+    emb: num('emb', values.emb),
+    batch: num('batch', values.batch),
+    sampleRate: num('sample-rate', values['sample-rate']),
+    warmup: Number(values.warmup),
+    repeats: num('repeats', values.repeats),
+  };
+  const nproc = num('nproc', values.nproc);
+  if (values.peer !== undefined && values.peer !== 'pytorch') throw new Error(`--peer takes 'pytorch', got ${values.peer}`);
+
+  // A worker started by the multi-process form below: measure and (rank 0) write the numbers.
+  if (values['worker-out'] !== undefined) {
+    const measured = await measureRank(options);
+    if (process.env.RANK === '0') (await import('node:fs')).writeFileSync(values['worker-out'], JSON.stringify(measured));
+    return 0;
+  }
+
+  let measured: Awaited<ReturnType<typeof measureRank>>;
+  if (nproc === 1) {
+    measured = await measureRank(options);
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'plsc-bench-head-'));
+    const out = join(dir, 'rank0.json');
+    const script = fileURLToPath(new URL('../bin/plsc.js', new URL('../', import.meta.url)));
+    const threads = String(Math.max(1, Math.floor(getNumThreads() / nproc)));
+    const result = await launch({
+      nprocPerNode: nproc,
+      command: script,
+      args: ['bench', 'head', ...argv.filter((a) => a !== '--json'), '--worker-out', out],
+      env: { PLSC_NUM_THREADS: threads },
+    });
+    if (result.exitCode !== 0) throw new Error(`bench head workers failed (exit ${result.exitCode})`);
+    measured = JSON.parse(readFileSync(out, 'utf8')) as typeof measured;
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const peer =
+    values.peer === 'pytorch'
+      ? runTorchPeer<{ step_ms: number; peak_rss_bytes: number }>('torch_head.py', [
+          String(options.classes),
+          String(options.emb),
+          String(options.batch * nproc),
+          String(options.sampleRate),
+          String(getNumThreads()),
+          String(options.warmup),
+          String(options.repeats),
+        ])
+      : null;
+  const weightAndMomentum = 2 * options.emb * 4;
+  const report: HeadBenchResult = {
+    classes: options.classes,
+    emb: options.emb,
+    batch: options.batch,
+    sample_rate: options.sampleRate,
+    nproc,
+    threads: getNumThreads(),
+    step_ms: measured.step_ms,
+    gemm_ms: measured.gemm_ms,
+    step_over_gemm: measured.step_ms / measured.gemm_ms,
+    peak_rss_bytes: measured.peak_rss_bytes,
+    bytes_per_class: measured.bytes_per_class,
+    weight_and_momentum_bytes_per_class: weightAndMomentum,
+    rss_per_class_ratio: measured.bytes_per_class / weightAndMomentum,
+    torch_step_ms: peer?.step_ms ?? null,
+    torch_peak_rss_bytes: peer?.peak_rss_bytes ?? null,
+    ours_over_torch: peer ? measured.step_ms / peer.step_ms : null,
+  };
+  if (values.json) {
+    console.log(JSON.stringify(report));
+    return 0;
+  }
+  const fmt = (v: number | null, digits = 1): string => (v === null ? 'n/a' : v.toFixed(digits));
+  console.log(`sharded head: ${options.classes} classes x ${options.emb}, batch ${options.batch}/worker, sample rate ${options.sampleRate}, ${nproc} worker(s)`);
+  console.log(`  step (fwd+bwd+update)  ${fmt(report.step_ms)} ms   its 3 GEMMs alone ${fmt(report.gemm_ms)} ms   ratio ${fmt(report.step_over_gemm, 2)}`);
+  console.log(`  peak RSS ${fmt(report.peak_rss_bytes / 2 ** 20, 0)} MiB   ${fmt(report.bytes_per_class, 0)} bytes/class   (${fmt(report.rss_per_class_ratio, 2)}x weight+momentum)`);
+  console.log(`  PyTorch (insightface-style) ${fmt(report.torch_step_ms)} ms   ours/PyTorch ${fmt(report.ours_over_torch, 2)}`);
+  return 0;
+}
