@@ -23,6 +23,11 @@ function lerp_(self: Tensor, end: Tensor, weight: number): Tensor {
   return op('aten::lerp_', 'Scalar').inPlace(self, end, weight);
 }
 
+/** self = max(self, other), in place (aten::maximum.out into self). */
+function maximumInto_(self: Tensor, other: Tensor): Tensor {
+  return op('aten::maximum', 'out').inPlace(self, other, self);
+}
+
 /**
  * For each parameter with a gradient g, at step t (1-based), as PyTorch:
  *   p *= 1 - lr * weightDecay
@@ -75,11 +80,10 @@ export class AdamW extends Optimizer<AdamWHyperparameters> {
             if (amsgrad) {
               let maxSq = state.max_exp_avg_sq;
               if (!(maxSq instanceof Tensor)) maxSq = this.setStateTensor(state, 'max_exp_avg_sq', F.zerosLike(param));
-              const larger = F.maximum(maxSq, expAvgSq);
-              maxSq.copy_(larger);
-              second = maxSq;
+              second = maximumInto_(maxSq, expAvgSq);
             }
-            const denom = second.sqrt().div_(biasCorrection2Sqrt).add_(eps);
+            // denom = sqrt(v) / sqrt(1 - beta2^t) + eps, computed in scratch memory.
+            const denom = F.sqrt_(this.workspaceLike(param).copy_(second)).div_(biasCorrection2Sqrt).add_(eps);
             F.addcdiv_(param, expAvg, denom, -lr / biasCorrection1);
           });
         }

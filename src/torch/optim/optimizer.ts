@@ -1,7 +1,18 @@
 // The Optimizer base: parameter groups with hyperparameters, per-parameter state, save/restore.
+import type { DType } from '../native.js';
 import { Tensor } from '../tensor.js';
+import * as F from '../ops.js';
 import { keep } from '../scope.js';
 import { noGrad } from '../autograd.js';
+
+const ELEMENT_BYTES: Partial<Record<DType, number>> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 };
+
+/**
+ * Scratch memory kept between steps up to this size. Steps reuse it instead of allocating
+ * parameter-sized temporaries (allocator churn fragments the heap); larger needs are allocated
+ * per use, where the engine's allocator caches blocks by size.
+ */
+const WORKSPACE_LIMIT_BYTES = 64 << 20;
 
 /** A hyperparameter value: what fits in a JSON checkpoint. */
 export type HyperValue = number | boolean | string | null | readonly number[];
@@ -38,6 +49,7 @@ export abstract class Optimizer<H extends Hyperparameters> {
   readonly defaults: H;
   /** State of each parameter, keyed by the parameter tensor. */
   protected readonly state = new Map<Tensor, ParamState>();
+  private readonly workspaces = new Map<string, Tensor>();
 
   constructor(params: readonly Tensor[] | readonly ParamGroupInput<H>[], defaults: H) {
     this.defaults = defaults;
@@ -86,6 +98,30 @@ export abstract class Optimizer<H extends Hyperparameters> {
     if (previous instanceof Tensor && previous !== value) previous.dispose();
     state[key] = keep(value);
     return value;
+  }
+
+  /**
+   * A scratch tensor with the shape, dtype and device of `param`, for temporaries inside step().
+   * Its contents are undefined, and it is shared: it stays valid until the next call. Dispose the
+   * returned handle when done (the memory behind it is kept for the next step).
+   */
+  protected workspaceLike(param: Tensor): Tensor {
+    const dtype = param.dtype;
+    const numel = param.numel;
+    if (numel * (ELEMENT_BYTES[dtype] ?? 8) > WORKSPACE_LIMIT_BYTES) return F.empty(param.shape, { dtype, device: param.device });
+    const key = `${dtype}@${param.device}`;
+    let flat = this.workspaces.get(key);
+    if (flat === undefined || flat.numel < numel) {
+      flat?.dispose();
+      flat = keep(F.empty([numel], { dtype, device: param.device }));
+      this.workspaces.set(key, flat);
+    }
+    const prefix = flat.narrow(0, 0, numel);
+    try {
+      return prefix.view(param.shape);
+    } finally {
+      prefix.dispose();
+    }
   }
 
   /** Clears the gradients of all optimized parameters (setToNone drops them, else zeros them). */
@@ -191,9 +227,11 @@ export abstract class Optimizer<H extends Hyperparameters> {
     this.state.clear();
   }
 
-  /** Frees the state tensors (the parameters belong to their owner and are left alone). */
+  /** Frees the state tensors and scratch memory (the parameters belong to their owner and are left alone). */
   dispose(): void {
     this.disposeState();
+    for (const flat of this.workspaces.values()) flat.dispose();
+    this.workspaces.clear();
   }
 }
 

@@ -46,8 +46,13 @@ export class SGD extends Optimizer<SGDHyperparameters> {
           tidy(() => {
             const grad = param.grad;
             if (grad === null) return;
-            let direction = maximize ? grad.neg() : grad;
-            if (weightDecay !== 0) direction = direction.add(param, weightDecay);
+            // The gradient itself is never modified: anything derived from it goes to scratch memory.
+            let direction = grad;
+            if (maximize || weightDecay !== 0 || (momentum !== 0 && nesterov)) {
+              direction = this.workspaceLike(param).copy_(grad);
+              if (maximize) direction.mul_(-1);
+              if (weightDecay !== 0) direction.add_(param, weightDecay);
+            }
             if (momentum !== 0) {
               const state = this.stateOf(param);
               let buffer = state.momentum_buffer;
@@ -56,7 +61,8 @@ export class SGD extends Optimizer<SGDHyperparameters> {
               } else {
                 buffer.mul_(momentum).add_(direction, 1 - dampening);
               }
-              direction = nesterov ? direction.add(buffer, momentum) : buffer;
+              if (nesterov) direction.add_(buffer, momentum);
+              else direction = buffer;
             }
             param.add_(direction, -lr);
           });
