@@ -104,15 +104,6 @@ export abstract class Module<Args extends unknown[] = [Tensor], Output = Tensor>
     return module;
   }
 
-  /** Replaces the tensor of a registered parameter or buffer (the old one is not disposed). */
-  protected replaceTensor(name: string, tensor: Tensor): void {
-    const slot = this.slots.get(name);
-    if (slot === undefined) throw new Error(`${this.typeName}: no parameter or buffer named '${name}'`);
-    keep(tensor);
-    if (slot.kind === 'parameter') tensor.requiresGrad_(slot.tensor.requiresGrad);
-    slot.tensor = tensor;
-  }
-
   /** This module's own parameter `name`. */
   protected parameter(name: string): Tensor {
     const slot = this.slots.get(name);
