@@ -1,0 +1,172 @@
+// `plsc bench train`: images per second of the full training step (plsc's Trainer: synthetic
+// identities, data-parallel backbone, dist_arcface head sharded over the workers, SGD) with its
+// per-phase breakdown, and, in the same run, the backbone-only step (forward, mean(e^2), backward,
+// SGD momentum) timed in plsc and in PyTorch (bench/torch_train.py, same architecture, same
+// threads per process, as many processes at once as workers). Prints measurements; asserts nothing.
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { backendInfo, launch, describeOutcome, type PhaseTimes } from '../src/index.js';
+import { runTorchPeer } from './peer.js';
+import { measureWorker, type TrainBenchSettings, type WorkerTrainNumbers } from './train-measure.js';
+
+export const TRAIN_BENCH_MODELS = ['iresnet18', 'mobilefacenet', 'iresnet34', 'iresnet50', 'iresnet100'] as const;
+/** The issue's target: our backbone step takes at most this fraction of PyTorch's time. */
+export const BACKBONE_TARGET_RATIO = 0.9;
+const WARMUP_STEPS = 2;
+
+interface TrainBenchArgs extends TrainBenchSettings {
+  json: boolean;
+}
+
+interface TorchTrainNumbers {
+  version: string;
+  threads: number;
+  step_ms: number;
+  per_process_step_ms: number[];
+  img_per_s: number;
+}
+
+export interface TrainBenchResult {
+  model: string;
+  nproc: number;
+  batch: number;
+  image_size: number;
+  classes: number;
+  warmup_steps: number;
+  steps: number;
+  threads_per_worker: number;
+  libtorch: string;
+  /** Full training step, all workers together. */
+  img_per_s: number;
+  /** Sum of the phases: mean ms of one full training step. */
+  step_ms: number;
+  /** Mean ms per step (rank 0): data wait, backbone forward, head forward, backward (head and backbone), gradient all-reduce, optimizer. */
+  phases: PhaseTimes;
+  final_loss: number | null;
+  backbone_step_ms: number;
+  backbone_step_ms_per_rank: number[];
+  backbone_img_per_s: number;
+  torch_version: string | null;
+  torch_backbone_step_ms: number | null;
+  /** PyTorch's backbone-only step, all processes together; null without PyTorch. */
+  torch_img_per_s: number | null;
+  /** ours / PyTorch backbone step time (lower is better; target <= 0.9). */
+  backbone_step_ratio: number | null;
+  target_ratio: number;
+}
+
+function parseArgs(argv: string[]): TrainBenchArgs {
+  const args: TrainBenchArgs = { model: 'iresnet18', nproc: 1, batch: 32, imageSize: 112, steps: 5, classes: 10000, warmupSteps: WARMUP_STEPS, json: false };
+  const integerFlags: Record<string, 'nproc' | 'batch' | 'imageSize' | 'steps' | 'classes'> = {
+    '--nproc': 'nproc',
+    '--batch': 'batch',
+    '--image-size': 'imageSize',
+    '--steps': 'steps',
+    '--classes': 'classes',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i] as string;
+    if (flag === '--json') {
+      args.json = true;
+      continue;
+    }
+    const value = argv[i + 1];
+    if (flag !== '--model' && integerFlags[flag] === undefined) {
+      throw new Error(`plsc bench train: unknown option ${flag} (options: --model ${TRAIN_BENCH_MODELS.join('|')}, --nproc, --batch, --image-size, --steps, --classes, --json)`);
+    }
+    if (value === undefined) throw new Error(`plsc bench train: ${flag} needs a value`);
+    i++;
+    if (flag === '--model') {
+      if (!(TRAIN_BENCH_MODELS as readonly string[]).includes(value)) throw new Error(`plsc bench train: --model must be one of ${TRAIN_BENCH_MODELS.join(', ')}, got ${JSON.stringify(value)}`);
+      args.model = value;
+      continue;
+    }
+    const number = Number(value);
+    if (!Number.isInteger(number) || number < 1) throw new Error(`plsc bench train: ${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+    args[integerFlags[flag] as 'nproc'] = number;
+  }
+  if (args.imageSize < 16) throw new Error(`plsc bench train: --image-size must be at least 16, got ${args.imageSize}`);
+  return args;
+}
+
+async function measureOurs(settings: TrainBenchSettings): Promise<WorkerTrainNumbers> {
+  if (settings.nproc === 1) return measureWorker(settings);
+  const scratch = mkdtempSync(join(tmpdir(), 'plsc-bench-train-'));
+  const resultPath = join(scratch, 'result.json');
+  try {
+    const result = await launch({
+      nprocPerNode: settings.nproc,
+      command: process.execPath,
+      args: [fileURLToPath(new URL('./train-worker.js', import.meta.url))],
+      env: { PLSC_BENCH_TRAIN: JSON.stringify(settings), PLSC_BENCH_TRAIN_RESULT: resultPath },
+      onOutput: ({ rank, text }) => process.stderr.write(`[rank ${rank}] ${text}\n`),
+    });
+    if (result.exitCode !== 0) {
+      const how = result.failure === null ? `was interrupted (${result.aborted})` : `failed: rank ${result.failure.rank} ${describeOutcome(result.failure)}`;
+      throw new Error(`plsc bench train with ${settings.nproc} workers ${how}`);
+    }
+    if (!existsSync(resultPath)) throw new Error(`plsc bench train: rank 0 wrote no result to ${resultPath}`);
+    return JSON.parse(readFileSync(resultPath, 'utf8')) as WorkerTrainNumbers;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+export async function benchTrain(argv: string[]): Promise<number> {
+  const { json, ...settings } = parseArgs(argv);
+  const ours = await measureOurs(settings);
+  const peer = runTorchPeer<TorchTrainNumbers>(
+    'torch_train.py',
+    [settings.model, settings.batch, settings.imageSize, ours.threads, settings.warmupSteps, settings.steps, settings.nproc].map(String),
+    3_600_000,
+  );
+  const phases = ours.phases;
+  const stepMs = phases.data + phases.forward + phases.head + phases.backward + phases.comm + phases.optimizer;
+  const result: TrainBenchResult = {
+    model: settings.model,
+    nproc: settings.nproc,
+    batch: settings.batch,
+    image_size: settings.imageSize,
+    classes: settings.classes,
+    warmup_steps: settings.warmupSteps,
+    steps: settings.steps,
+    threads_per_worker: ours.threads,
+    libtorch: backendInfo().torchVersion,
+    img_per_s: ours.imagesPerSecond,
+    step_ms: stepMs,
+    phases,
+    final_loss: ours.losses.length > 0 ? (ours.losses[ours.losses.length - 1] as number) : null,
+    backbone_step_ms: ours.backboneStepMs,
+    backbone_step_ms_per_rank: ours.backboneStepMsPerRank,
+    backbone_img_per_s: (settings.nproc * settings.batch * 1000) / ours.backboneStepMs,
+    torch_version: peer?.version ?? null,
+    torch_backbone_step_ms: peer?.step_ms ?? null,
+    torch_img_per_s: peer?.img_per_s ?? null,
+    backbone_step_ratio: peer ? ours.backboneStepMs / peer.step_ms : null,
+    target_ratio: BACKBONE_TARGET_RATIO,
+  };
+  if (json) {
+    console.log(JSON.stringify(result));
+    return 0;
+  }
+  const fmt = (v: number | null, digits = 1): string => (v === null ? 'n/a' : v.toFixed(digits));
+  const workers = `${settings.nproc} worker${settings.nproc > 1 ? 's' : ''} x ${ours.threads} thread${ours.threads > 1 ? 's' : ''}`;
+  console.log(
+    `train benchmark: ${settings.model}, ${workers}, batch ${settings.batch}/worker, ${settings.imageSize}x${settings.imageSize}, ` +
+      `${settings.classes} classes (dist_arcface), ${settings.steps} steps after ${settings.warmupSteps} warm-up; libtorch ${result.libtorch}, PyTorch ${result.torch_version ?? 'absent'}`,
+  );
+  console.log(`  full training step (plsc Trainer)  ${fmt(result.img_per_s)} img/s   ${fmt(stepMs)} ms/step`);
+  console.log(
+    `    data ${fmt(phases.data)} | backbone fwd ${fmt(phases.forward)} | head fwd ${fmt(phases.head)} | backward (head + backbone) ${fmt(phases.backward)} | ` +
+      `comm ${fmt(phases.comm)} | optimizer ${fmt(phases.optimizer)}  (ms, rank 0)`,
+  );
+  const verdict = result.backbone_step_ratio === null ? '' : result.backbone_step_ratio <= BACKBONE_TARGET_RATIO ? '  meets target' : '  misses target';
+  console.log(
+    `  backbone-only step (fwd + bwd + SGD, per worker)  plsc ${fmt(result.backbone_step_ms)} ms (${fmt(result.backbone_img_per_s)} img/s)   ` +
+      `PyTorch ${fmt(result.torch_backbone_step_ms)} ms (${fmt(result.torch_img_per_s)} img/s)   ` +
+      `ratio ${fmt(result.backbone_step_ratio, 2)} (target <= ${BACKBONE_TARGET_RATIO}, lower is better)${verdict}`,
+  );
+  return 0;
+}
