@@ -15,6 +15,7 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -36,27 +37,37 @@ std::atomic<bool> g_hasPendingReleases{false};
 
 // ---------------------------------------------------------------------------------------------
 // Allocator policy. glibc returns every free()d block above M_MMAP_THRESHOLD to the OS, so each
-// op re-faults its output pages. We raise glibc's thresholds for blocks up to 32 MiB (its maximum)
-// and keep a bounded cache of larger blocks (logits, FC shards) to hand back out by size.
+// op re-faults its output pages; below it, blocks of varied sizes fragment the heap and resident
+// memory creeps up. Blocks of 256 KiB and more therefore come from our own cache of mmap'd
+// blocks in size classes (at most 1/8 rounding waste), handed back out on the next request of the
+// same class; the cache is bounded (PLSC_CPU_CACHE_MB, default 4096) and evicts largest first.
+// Smaller blocks stay with glibc, whose trim threshold we raise.
 // ---------------------------------------------------------------------------------------------
 class CachingCpuAllocator;
 CachingCpuAllocator* g_allocator = nullptr;
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
-  static constexpr size_t kLargeBlock = 32u << 20;
-  static constexpr size_t kRound = 2u << 20;
+  static constexpr size_t kCachedFrom = 256u << 10;
 
   CachingCpuAllocator(c10::Allocator* small, size_t cacheLimitBytes) : small_(small), cacheLimit_(cacheLimitBytes) {}
 
+  static size_t sizeClass(size_t nbytes) {
+    size_t top = size_t(1) << (63 - __builtin_clzll(nbytes));
+    size_t granularity = std::max<size_t>(64u << 10, top >> 3);
+    return (nbytes + granularity - 1) / granularity * granularity;
+  }
+
   c10::DataPtr allocate(size_t nbytes) const override {
-    if (nbytes < kLargeBlock) return small_->allocate(nbytes);
-    size_t rounded = (nbytes + kRound - 1) / kRound * kRound;
+    if (nbytes < kCachedFrom) return small_->allocate(nbytes);
+    size_t rounded = sizeClass(nbytes);
     void* data = takeCached(rounded);
     if (data == nullptr) {
-      if (posix_memalign(&data, 64, rounded) != 0) {
+      data = mapBlock(rounded);
+      if (data == nullptr) {
         emptyCache();
-        if (posix_memalign(&data, 64, rounded) != 0) throw std::bad_alloc();
+        data = mapBlock(rounded);
+        if (data == nullptr) throw std::bad_alloc();
       }
     }
     {
@@ -76,12 +87,17 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   void emptyCache() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& entry : free_) std::free(entry.second);
+    for (auto& entry : free_) munmap(entry.second, entry.first);
     free_.clear();
     cached_ = 0;
   }
 
  private:
+  static void* mapBlock(size_t size) {
+    void* data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return data == MAP_FAILED ? nullptr : data;
+  }
+
   static void deleteBlock(void* data) { g_allocator->release(data); }
 
   void release(void* data) const {
@@ -114,14 +130,14 @@ class CachingCpuAllocator final : public c10::Allocator {
   void giveBack(void* data, size_t size) const {
     std::lock_guard<std::mutex> lock(mutex_);
     if (size > cacheLimit_) {
-      std::free(data);
+      munmap(data, size);
       return;
     }
     while (cached_ + size > cacheLimit_ && !free_.empty()) {
       // Evict the largest cached blocks first: they are the least likely to fit a new request.
       auto last = std::prev(free_.end());
       cached_ -= last->first;
-      std::free(last->second);
+      munmap(last->second, last->first);
       free_.erase(last);
     }
     free_.emplace(size, data);
@@ -136,12 +152,10 @@ class CachingCpuAllocator final : public c10::Allocator {
   mutable size_t cached_ = 0;
 };
 
-
-
 void installAllocatorPolicy() {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_TOP_PAD, 16 << 20);
   size_t limitMb = 4096;
   if (const char* env = std::getenv("PLSC_CPU_CACHE_MB")) limitMb = std::strtoull(env, nullptr, 10);
   static CachingCpuAllocator allocator(c10::GetDefaultCPUAllocator(), limitMb << 20);
