@@ -244,10 +244,8 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
       ).index;
     }
     if (this.training) this.samplerStep++;
-    const position = new Map<number, number>();
-    if (sampledIndex !== null) sampledIndex.forEach((c, i) => position.set(c, i));
     const targetRows = owned.map((o) => o.row);
-    const targetCols = owned.map((o) => (sampledIndex === null ? o.localClass : (position.get(o.localClass) as number)));
+    const targetCols = owned.map((o) => (sampledIndex === null ? o.localClass : sortedPosition(sampledIndex, o.localClass)));
 
     const step = new HeadStep(this, {
       globalBatch,
@@ -279,6 +277,18 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   momentumBuffer(name: 'weight_momentum' | 'bias_momentum'): Tensor {
     return this.buffer(name);
   }
+}
+
+// Index of `value` in a sorted array that contains it (the sampled set always holds the positives).
+function sortedPosition(sorted: Int32Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((sorted[mid] as number) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 interface StepPlan {
@@ -580,7 +590,9 @@ class HeadStep {
         return;
       }
       const rows = F.narrow(this.sampledIndex, 0, chunk.start, chunk.length);
-      const p = F.indexSelect(param, 0, rows);
+      // The sampled rows were gathered in forward (and are not modified since): update that copy.
+      const gathered = param === this.head.weight ? this.activeWeight : this.activeBias;
+      const p = gathered !== null ? F.narrow(gathered, 0, chunk.start, chunk.length) : F.indexSelect(param, 0, rows);
       const m = F.indexSelect(buffer, 0, rows);
       if (decay !== 0) F.add_(grad, p, decay);
       F.add_(F.mul_(m, momentum), grad);
