@@ -3,17 +3,40 @@ the embeddings, backward, SGD momentum 0.9 / weight decay 5e-4) of the same IR-R
 MobileFaceNet that plsc builds (src/models/iresnet.ts, src/models/mobilefacenet.ts: same modules,
 same order, same initialization), on random images. Prints one JSON object on the last line.
 
-usage: torch_train.py MODEL BATCH IMAGE_SIZE THREADS WARMUP STEPS NPROC
+usage: torch_train.py MODEL BATCH IMAGE_SIZE THREADS WARMUP STEPS NPROC [MALLOC]
 
 With NPROC > 1, NPROC processes (THREADS threads each) run the step at the same time, as plsc's
 workers do under --nproc; each reports the median of its own step times.
+
+MALLOC 'cached' (default) keeps freed memory in glibc's heap (no mmap, no trimming), the equivalent
+of plsc's caching CPU allocator: PyTorch's default CPU allocator is plain malloc, whose large blocks
+are mmap'ed and unmapped on every step, so each step pays page faults for all its activations and
+gradients (2-4x the step time for IR-ResNet at 112x112 here). 'default' leaves malloc as it is.
 """
 import json
 import math
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
+
+# torch.set_num_threads does not reach OpenBLAS's own pool (GEMMs on this build), which would keep
+# one thread per core in every process; plsc sets both, so the peer does too, before torch loads it.
+# The environment carries both settings into the processes spawned for NPROC > 1.
+if __name__ == '__main__' and len(sys.argv) > 4:
+    os.environ['OPENBLAS_NUM_THREADS'] = sys.argv[4]
+    os.environ['OMP_NUM_THREADS'] = sys.argv[4]
+    os.environ['PLSC_PEER_MALLOC'] = sys.argv[8] if len(sys.argv) > 8 else 'cached'
+MALLOC_MODE = os.environ.get('PLSC_PEER_MALLOC', 'cached')
+if MALLOC_MODE not in ('cached', 'default'):
+    raise SystemExit(f'torch_train.py: MALLOC must be cached or default, got {MALLOC_MODE!r}')
+if MALLOC_MODE == 'cached':
+    import ctypes
+    _libc = ctypes.CDLL(None)
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    if _libc.mallopt(M_MMAP_MAX, 0) != 1 or _libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) != 1:
+        raise SystemExit('torch_train.py: mallopt failed (the cached malloc mode needs glibc; pass MALLOC default)')
 
 import torch
 import torch.nn as nn
@@ -171,6 +194,15 @@ def build(model, image_size):
     raise SystemExit(f'torch_train.py: unknown model {model!r} (one of {", ".join(IRESNET_LAYERS)}, mobilefacenet)')
 
 
+def blas_threads():
+    """OpenBLAS's thread count in this process, or None when torch does not use OpenBLAS."""
+    try:
+        import ctypes
+        return ctypes.CDLL('libopenblas.so.0').openblas_get_num_threads()
+    except (OSError, AttributeError):
+        return None
+
+
 def measure(model_name, batch, image_size, threads, warmup, steps, barrier=None):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -195,7 +227,7 @@ def measure(model_name, batch, image_size, threads, warmup, steps, barrier=None)
         start = time.perf_counter()
         step()
         samples.append((time.perf_counter() - start) * 1000.0)
-    return {'step_ms': statistics.median(samples), 'threads': torch.get_num_threads()}
+    return {'step_ms': statistics.median(samples), 'threads': torch.get_num_threads(), 'blas_threads': blas_threads()}
 
 
 def worker(args, barrier, results):
@@ -224,6 +256,8 @@ def main():
     print(json.dumps({
         'version': torch.__version__,
         'threads': per_process[0]['threads'],
+        'blas_threads': per_process[0]['blas_threads'],
+        'malloc': MALLOC_MODE,
         'step_ms': step_ms,
         'per_process_step_ms': [r['step_ms'] for r in per_process],
         'img_per_s': nproc * batch * 1000.0 / step_ms if step_ms > 0 else math.inf,

@@ -2,7 +2,9 @@
 // identities, data-parallel backbone, dist_arcface head sharded over the workers, SGD) with its
 // per-phase breakdown, and, in the same run, the backbone-only step (forward, mean(e^2), backward,
 // SGD momentum) timed in plsc and in PyTorch (bench/torch_train.py, same architecture, same
-// threads per process, as many processes at once as workers). Prints measurements; asserts nothing.
+// threads per process, as many processes at once as workers). PyTorch's malloc keeps freed memory
+// by default (`--torch-malloc cached`), as plsc's caching CPU allocator does; `--torch-malloc default`
+// measures stock malloc, which unmaps large blocks every step. Prints measurements; asserts nothing.
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +18,11 @@ export const TRAIN_BENCH_MODELS = ['iresnet18', 'mobilefacenet', 'iresnet34', 'i
 export const BACKBONE_TARGET_RATIO = 0.9;
 const WARMUP_STEPS = 2;
 
+type TorchMalloc = 'cached' | 'default';
+
 interface TrainBenchArgs extends TrainBenchSettings {
   json: boolean;
+  torchMalloc: TorchMalloc;
 }
 
 interface TorchTrainNumbers {
@@ -26,6 +31,7 @@ interface TorchTrainNumbers {
   step_ms: number;
   per_process_step_ms: number[];
   img_per_s: number;
+  malloc: TorchMalloc;
 }
 
 export interface TrainBenchResult {
@@ -49,6 +55,8 @@ export interface TrainBenchResult {
   backbone_step_ms_per_rank: number[];
   backbone_img_per_s: number;
   torch_version: string | null;
+  /** How the peer's malloc treated freed memory ('cached' | 'default'); null without PyTorch. */
+  torch_malloc: TorchMalloc | null;
   torch_backbone_step_ms: number | null;
   /** PyTorch's backbone-only step, all processes together; null without PyTorch. */
   torch_img_per_s: number | null;
@@ -58,7 +66,7 @@ export interface TrainBenchResult {
 }
 
 function parseArgs(argv: string[]): TrainBenchArgs {
-  const args: TrainBenchArgs = { model: 'iresnet18', nproc: 1, batch: 32, imageSize: 112, steps: 5, classes: 10000, warmupSteps: WARMUP_STEPS, json: false };
+  const args: TrainBenchArgs = { model: 'iresnet18', nproc: 1, batch: 32, imageSize: 112, steps: 5, classes: 10000, warmupSteps: WARMUP_STEPS, json: false, torchMalloc: 'cached' };
   const integerFlags: Record<string, 'nproc' | 'batch' | 'imageSize' | 'steps' | 'classes'> = {
     '--nproc': 'nproc',
     '--batch': 'batch',
@@ -73,14 +81,21 @@ function parseArgs(argv: string[]): TrainBenchArgs {
       continue;
     }
     const value = argv[i + 1];
-    if (flag !== '--model' && integerFlags[flag] === undefined) {
-      throw new Error(`plsc bench train: unknown option ${flag} (options: --model ${TRAIN_BENCH_MODELS.join('|')}, --nproc, --batch, --image-size, --steps, --classes, --json)`);
+    if (flag !== '--model' && flag !== '--torch-malloc' && integerFlags[flag] === undefined) {
+      throw new Error(
+        `plsc bench train: unknown option ${flag} (options: --model ${TRAIN_BENCH_MODELS.join('|')}, --nproc, --batch, --image-size, --steps, --classes, --torch-malloc cached|default, --json)`,
+      );
     }
     if (value === undefined) throw new Error(`plsc bench train: ${flag} needs a value`);
     i++;
     if (flag === '--model') {
       if (!(TRAIN_BENCH_MODELS as readonly string[]).includes(value)) throw new Error(`plsc bench train: --model must be one of ${TRAIN_BENCH_MODELS.join(', ')}, got ${JSON.stringify(value)}`);
       args.model = value;
+      continue;
+    }
+    if (flag === '--torch-malloc') {
+      if (value !== 'cached' && value !== 'default') throw new Error(`plsc bench train: --torch-malloc must be cached or default, got ${JSON.stringify(value)}`);
+      args.torchMalloc = value;
       continue;
     }
     const number = Number(value);
@@ -115,11 +130,11 @@ async function measureOurs(settings: TrainBenchSettings): Promise<WorkerTrainNum
 }
 
 export async function benchTrain(argv: string[]): Promise<number> {
-  const { json, ...settings } = parseArgs(argv);
+  const { json, torchMalloc, ...settings } = parseArgs(argv);
   const ours = await measureOurs(settings);
   const peer = runTorchPeer<TorchTrainNumbers>(
     'torch_train.py',
-    [settings.model, settings.batch, settings.imageSize, ours.threads, settings.warmupSteps, settings.steps, settings.nproc].map(String),
+    [settings.model, settings.batch, settings.imageSize, ours.threads, settings.warmupSteps, settings.steps, settings.nproc, torchMalloc].map(String),
     3_600_000,
   );
   const phases = ours.phases;
@@ -142,6 +157,7 @@ export async function benchTrain(argv: string[]): Promise<number> {
     backbone_step_ms_per_rank: ours.backboneStepMsPerRank,
     backbone_img_per_s: (settings.nproc * settings.batch * 1000) / ours.backboneStepMs,
     torch_version: peer?.version ?? null,
+    torch_malloc: peer?.malloc ?? null,
     torch_backbone_step_ms: peer?.step_ms ?? null,
     torch_img_per_s: peer?.img_per_s ?? null,
     backbone_step_ratio: peer ? ours.backboneStepMs / peer.step_ms : null,
@@ -165,7 +181,7 @@ export async function benchTrain(argv: string[]): Promise<number> {
   const verdict = result.backbone_step_ratio === null ? '' : result.backbone_step_ratio <= BACKBONE_TARGET_RATIO ? '  meets target' : '  misses target';
   console.log(
     `  backbone-only step (fwd + bwd + SGD, per worker)  plsc ${fmt(result.backbone_step_ms)} ms (${fmt(result.backbone_img_per_s)} img/s)   ` +
-      `PyTorch ${fmt(result.torch_backbone_step_ms)} ms (${fmt(result.torch_img_per_s)} img/s)   ` +
+      `PyTorch (malloc ${torchMalloc}) ${fmt(result.torch_backbone_step_ms)} ms (${fmt(result.torch_img_per_s)} img/s)   ` +
       `ratio ${fmt(result.backbone_step_ratio, 2)} (target <= ${BACKBONE_TARGET_RATIO}, lower is better)${verdict}`,
   );
   return 0;

@@ -25,7 +25,7 @@ function assertPositiveNumber(report: Record<string, unknown>, key: string): voi
   assert.ok(Number.isFinite(value) && (value as number) > 0, `${key} should be finite and > 0, got ${value}`);
 }
 
-function checkReport(report: Record<string, unknown>, expected: { model: string; nproc: number; batch: number }): void {
+function checkReport(report: Record<string, unknown>, expected: { model: string; nproc: number; batch: number; torchMalloc: string }): void {
   assert.equal(report.model, expected.model);
   assert.equal(report.nproc, expected.nproc);
   assert.equal(report.batch, expected.batch);
@@ -45,10 +45,12 @@ function checkReport(report: Record<string, unknown>, expected: { model: string;
   if (report.torch_img_per_s === null) {
     assert.equal(report.torch_version, null);
     assert.equal(report.torch_backbone_step_ms, null);
+    assert.equal(report.torch_malloc, null);
     assert.equal(report.backbone_step_ratio, null);
   } else {
     for (const key of ['torch_img_per_s', 'torch_backbone_step_ms', 'backbone_step_ratio']) assertPositiveNumber(report, key);
     assert.equal(typeof report.torch_version, 'string');
+    assert.equal(report.torch_malloc, expected.torchMalloc);
     const ratio = (report.backbone_step_ms as number) / (report.torch_backbone_step_ms as number);
     assert.ok(Math.abs((report.backbone_step_ratio as number) - ratio) < 1e-9);
   }
@@ -56,14 +58,14 @@ function checkReport(report: Record<string, unknown>, expected: { model: string;
 
 test('bench train --json, one worker: throughput, phases, backbone step ours and PyTorch', async () => {
   const report = await runJson(['--model', 'iresnet18', '--image-size', '32', '--batch', '4', '--steps', '2', '--json', '--classes', '100']);
-  checkReport(report, { model: 'iresnet18', nproc: 1, batch: 4 });
+  checkReport(report, { model: 'iresnet18', nproc: 1, batch: 4, torchMalloc: 'cached' });
   assert.equal(report.image_size, 32);
   assert.equal(report.classes, 100);
 });
 
 test('bench train --json --nproc 2 runs launched workers and reports rank 0', async () => {
-  const report = await runJson(['--model', 'mobilefacenet', '--nproc', '2', '--image-size', '32', '--batch', '4', '--steps', '1', '--classes', '64', '--json']);
-  checkReport(report, { model: 'mobilefacenet', nproc: 2, batch: 4 });
+  const report = await runJson(['--model', 'mobilefacenet', '--nproc', '2', '--image-size', '32', '--batch', '4', '--steps', '1', '--classes', '64', '--torch-malloc', 'default', '--json']);
+  checkReport(report, { model: 'mobilefacenet', nproc: 2, batch: 4, torchMalloc: 'default' });
   assert.ok((report.phases as Record<string, number>).comm > 0, 'two workers all-reduce the backbone gradients');
 });
 
@@ -72,4 +74,5 @@ test('bench train rejects unknown options and bad values, naming them', async ()
   await assert.rejects(benchTrain(['--model', 'resnet9000']), /--model must be one of iresnet18, mobilefacenet/);
   await assert.rejects(benchTrain(['--batch', '0']), /--batch must be a positive integer, got "0"/);
   await assert.rejects(benchTrain(['--steps']), /--steps needs a value/);
+  await assert.rejects(benchTrain(['--torch-malloc', 'jemalloc']), /--torch-malloc must be cached or default/);
 });
