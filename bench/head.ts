@@ -29,6 +29,8 @@ export interface HeadBenchResult {
   torch_step_ms: number | null;
   torch_peak_rss_bytes: number | null;
   ours_over_torch: number | null;
+  /** Why the PyTorch peer gave no numbers (it was asked for but failed), else null. */
+  torch_error: string | null;
 }
 
 function timeMs(fn: () => void): number {
@@ -153,18 +155,19 @@ export async function benchHead(argv: string[]): Promise<number> {
     measured = JSON.parse(readFileSync(out, 'utf8')) as typeof measured;
     rmSync(dir, { recursive: true, force: true });
   }
-  const peer =
-    values.peer === 'pytorch'
-      ? runTorchPeer<{ step_ms: number; peak_rss_bytes: number }>('torch_head.py', [
-          String(options.classes),
-          String(options.emb),
-          String(options.batch * nproc),
-          String(options.sampleRate),
-          String(getNumThreads()),
-          String(options.warmup),
-          String(options.repeats),
-        ])
-      : null;
+  let peer: { step_ms: number; peak_rss_bytes: number } | null = null;
+  let peerError: string | null = null;
+  if (values.peer === 'pytorch') {
+    try {
+      peer = runTorchPeer<{ step_ms: number; peak_rss_bytes: number }>(
+        'torch_head.py',
+        [String(options.classes), String(options.emb), String(options.batch * nproc), String(options.sampleRate), String(getNumThreads()), String(options.warmup), String(options.repeats)],
+        3_600_000,
+      );
+    } catch (err) {
+      peerError = (err as Error).message;
+    }
+  }
   const weightAndMomentum = 2 * options.emb * 4;
   const report: HeadBenchResult = {
     classes: options.classes,
@@ -183,6 +186,7 @@ export async function benchHead(argv: string[]): Promise<number> {
     torch_step_ms: peer?.step_ms ?? null,
     torch_peak_rss_bytes: peer?.peak_rss_bytes ?? null,
     ours_over_torch: peer ? measured.step_ms / peer.step_ms : null,
+    torch_error: peerError,
   };
   if (values.json) {
     console.log(JSON.stringify(report));
@@ -192,6 +196,6 @@ export async function benchHead(argv: string[]): Promise<number> {
   console.log(`sharded head: ${options.classes} classes x ${options.emb}, batch ${options.batch}/worker, sample rate ${options.sampleRate}, ${nproc} worker(s)`);
   console.log(`  step (fwd+bwd+update)  ${fmt(report.step_ms)} ms   its 3 GEMMs alone ${fmt(report.gemm_ms)} ms   ratio ${fmt(report.step_over_gemm, 2)}`);
   console.log(`  peak RSS ${fmt(report.peak_rss_bytes / 2 ** 20, 0)} MiB   ${fmt(report.bytes_per_class, 0)} bytes/class   (${fmt(report.rss_per_class_ratio, 2)}x weight+momentum)`);
-  console.log(`  PyTorch (insightface-style) ${fmt(report.torch_step_ms)} ms   ours/PyTorch ${fmt(report.ours_over_torch, 2)}`);
+  console.log(`  PyTorch (insightface-style) ${fmt(report.torch_step_ms)} ms   ours/PyTorch ${fmt(report.ours_over_torch, 2)}${peerError ? `   (peer failed: ${peerError})` : ''}`);
   return 0;
 }
