@@ -63,6 +63,8 @@ export interface PartialFCOptions {
   seed?: number;
   /** Process the shard in chunks of this many classes (online max/sum, logits recomputed in backward). */
   chunkSize?: number;
+  /** Rows of the shard whose weight gradient is formed and applied at a time (default 32768). */
+  updateBlockRows?: number;
   /** Standard deviation of the normal initialization of the centres (PLSC v2 / arcface_torch: 0.01). */
   initStd?: number;
   /**
@@ -113,6 +115,7 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   readonly layout: ShardLayout;
   readonly seed: number;
   readonly chunkSize: number;
+  readonly updateBlockRows: number;
   readonly update: 'dense' | 'fused';
   computeAccuracy: boolean;
   /** Steps taken (drives the sampling seed; part of the checkpointed state). */
@@ -135,6 +138,8 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     this.seed = options.seed ?? 0;
     this.chunkSize = options.chunkSize ?? this.layout.numLocalClasses;
     if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new RangeError(`chunkSize must be a positive integer, got ${this.chunkSize}`);
+    this.updateBlockRows = options.updateBlockRows ?? DEFAULT_UPDATE_CHUNK;
+    if (!Number.isInteger(this.updateBlockRows) || this.updateBlockRows < 1) throw new RangeError(`updateBlockRows must be a positive integer, got ${this.updateBlockRows}`);
     this.update = options.update ?? 'dense';
     this.computeAccuracy = options.computeAccuracy ?? false;
     const std = options.initStd ?? 0.01;
@@ -530,19 +535,28 @@ class HeadStep {
               if (margin.normalized) F.mul_(grad, F.narrow(this.inverseWeightNorms as Tensor, 0, chunk.start, chunk.length));
               // dX (normalized features) += G' W
               F.addmm_(featureGrad, grad, weight);
-              // dW = G'^T X, then project out the radial part for normalized centres.
-              const weightChunkGrad = F.mm(grad.t(), this.features);
-              if (margin.normalized) {
-                const inverse = F.narrow(this.inverseWeightNorms as Tensor, 0, chunk.start, chunk.length);
-                const radial = F.mul(F.sum(F.mul(weightChunkGrad, weight), 1), F.mul(inverse, inverse));
-                F.sub_(weightChunkGrad, F.mul(weight, F.unsqueeze(radial, 1)));
-              }
-              const biasChunkGrad = this.activeBias ? F.sum(grad, 0) : null;
-              if (dense) {
-                F.copy_(F.narrow(weightGrad as Tensor, 0, chunk.start, chunk.length), weightChunkGrad);
-                if (biasChunkGrad) F.copy_(F.narrow(biasGrad as Tensor, 0, chunk.start, chunk.length), biasChunkGrad);
-              } else {
-                this.fusedUpdate(chunk, weightChunkGrad, biasChunkGrad);
+              // dW = G'^T X in row blocks, so no [numActive, D] gradient (or temporary) ever exists:
+              // each block is projected (normalized centres) and then applied or stored.
+              for (let offset = 0; offset < chunk.length; offset += head.updateBlockRows) {
+                tidy(() => {
+                  const rows = Math.min(head.updateBlockRows, chunk.length - offset);
+                  const block: Chunk = { ...chunk, start: chunk.start + offset, length: rows };
+                  const blockGrad = F.narrow(grad, 1, offset, rows);
+                  const blockWeight = F.narrow(weight, 0, offset, rows);
+                  const weightBlockGrad = F.mm(blockGrad.t(), this.features);
+                  if (margin.normalized) {
+                    const inverse = F.narrow(this.inverseWeightNorms as Tensor, 0, block.start, rows);
+                    const radial = F.mul(F.sum(F.mul(weightBlockGrad, blockWeight), 1), F.mul(inverse, inverse));
+                    F.sub_(weightBlockGrad, F.mul(blockWeight, F.unsqueeze(radial, 1)));
+                  }
+                  const biasBlockGrad = this.activeBias ? F.sum(blockGrad, 0) : null;
+                  if (dense) {
+                    F.copy_(F.narrow(weightGrad as Tensor, 0, block.start, rows), weightBlockGrad);
+                    if (biasBlockGrad) F.copy_(F.narrow(biasGrad as Tensor, 0, block.start, rows), biasBlockGrad);
+                  } else {
+                    this.fusedUpdate(block, weightBlockGrad, biasBlockGrad);
+                  }
+                });
               }
             });
           }

@@ -52,15 +52,15 @@ for (const [name, margin] of margins) {
   });
 }
 
-test('chunked and unchunked paths agree', () => {
+test('chunked and unchunked paths agree (class chunks and weight-gradient row blocks)', () => {
   tidy(() => {
     manualSeed(3);
     const B = 10, D = 8, C = 50;
     const labels = [1, 49, 20, 20, 33, 7, 0, 48, 25, 12];
     const x = F.randn([B, D]);
-    const results = [50, 7, 16].map((chunkSize) => {
+    const results = [[50, 50], [7, 50], [16, 5], [50, 3]].map(([chunkSize, updateBlockRows]) => {
       manualSeed(5);
-      const head = new PartialFC({ embeddingSize: D, numClasses: C, chunkSize, computeAccuracy: true });
+      const head = new PartialFC({ embeddingSize: D, numClasses: C, chunkSize, updateBlockRows, computeAccuracy: true });
       const { loss, accuracy } = head.forward(x.detach().requiresGrad_(), F.tensor(labels, { dtype: 'int64' }));
       loss.backward();
       return { loss: loss.item(), grad: head.weight.grad?.dataSync() as Float32Array, accuracy };
@@ -155,7 +155,7 @@ test('fused sparse-momentum update equals SGD on sampled rows and leaves the oth
     const x = F.randn([B, D]);
     const lr = 0.1, momentum = 0.9, weightDecay = 0.01;
     const dense = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3 });
-    const fused = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3, update: 'fused', fusedSgd: { lr, momentum, weightDecay } });
+    const fused = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3, update: 'fused', updateBlockRows: 4, fusedSgd: { lr, momentum, weightDecay } });
     noGrad(() => {
       dense.weight.copy_(weight);
       fused.weight.copy_(weight);
