@@ -95,3 +95,23 @@ test('world size 2 with sampling equals the dense reference restricted to the sa
     assert.ok(maxRelativeError(F.cat(ranks.map((r) => r.embeddingGrad as Tensor)).dataSync() as Float32Array, ref.embeddingGrad) < 1e-5);
   });
 });
+
+test('a tiny training run (synthetic clusters, 1000 classes, 2 workers) reaches training accuracy > 0.9', async () => {
+  const { readFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'plsc-clusters-'));
+  const out = join(dir, 'accuracy.json');
+  const output: string[] = [];
+  const result = await launch({
+    nprocPerNode: 2,
+    command: fileURLToPath(new URL('./fixtures/train-clusters-worker.js', import.meta.url)),
+    env: { CLUSTER_OUT: out, PLSC_NUM_THREADS: '1' },
+    onOutput: (line) => output.push(line.text),
+  });
+  assert.equal(result.exitCode, 0, output.join('\n'));
+  const accuracies = JSON.parse(readFileSync(out, 'utf8')) as number[];
+  rmSync(dir, { recursive: true, force: true });
+  const last = accuracies.slice(-10);
+  const mean = last.reduce((a, b) => a + b, 0) / last.length;
+  assert.ok(accuracies[0] !== undefined && accuracies[0] < 0.2, `starts near chance (${accuracies[0]})`);
+  assert.ok(mean > 0.9, `training accuracy over the last 10 steps ${mean.toFixed(3)}`);
+});
