@@ -58,3 +58,5 @@ export * from './eval/embed-loaded.js';
 export * from './eval/torch-matmul.js';
 export * from './eval/load-backbone.js';
 export * from './eval/cli.js';
+export * from './train/demo.js';
+export * from './train/cli.js';

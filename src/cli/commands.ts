@@ -5,3 +5,6 @@ registerCommand('serve', 'HTTP serving of an exported model: plsc serve --model 
 registerCommand('data', 'datasets: plsc data convert|make-bin ...', async () => (await import('../data/cli.js')).dataCommand);
 registerCommand('export', 'ONNX export of a checkpoint: plsc export --checkpoint DIR --out model.onnx', async () => (await import('../serve/export-cli.js')).exportCommand);
 registerCommand('eval', 'verification on insightface .bin files: plsc eval --checkpoint DIR --bin lfw.bin', async () => (await import('../eval/cli.js')).evalCommand);
+registerCommand('train', 'training: plsc train --config file.yaml [--set key=value ...] [--nproc N]', async () => (await import('../train/cli.js')).trainCommand);
+registerCommand('reshard', 're-split a checkpoint\'s FC shards: plsc reshard --checkpoint DIR --world-size M --out DIR', async () => (await import('../train/cli.js')).reshardCommand);
+registerCommand('demo', 'train on synthetic identities, verify, export, print the serve command: plsc demo [--quick]', async () => (await import('../train/cli.js')).demoCommand);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '../distributed/launcher.js';
+import { launch, type LaunchOptions } from '../distributed/launcher.js';
 import { readDistributedEnv } from '../distributed/env.js';
 import { loadSafetensors } from '../torch/safetensors.js';
 import { tidy } from '../torch/scope.js';
@@ -173,25 +173,7 @@ export class Entry {
     if (this.modelFactory !== null) {
       throw new ConfigError('model', 'a model given as a function cannot be sent to worker processes: use a module spec "file.js#factory" with setWorkers(n)');
     }
-    const dir = mkdtempSync(join(tmpdir(), 'plsc-train-'));
-    const configPath = join(dir, 'config.json');
-    const resultPath = join(dir, 'result.json');
-    writeFileSync(configPath, JSON.stringify(config));
-    try {
-      const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
-      const outcome = await launch({
-        nprocPerNode: config.workers,
-        command: worker,
-        env: { PLSC_TRAIN_CONFIG: configPath, PLSC_TRAIN_RESULT: resultPath },
-      });
-      if (outcome.exitCode !== 0) {
-        const failure = outcome.failure;
-        throw new Error(`training failed${failure ? ` on rank ${failure.rank} (exit ${failure.exitCode ?? failure.signal})` : ''}`);
-      }
-      return JSON.parse(readFileSync(resultPath, 'utf8')) as TrainSummary;
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    return trainInLocalWorkers(config);
   }
 
   /** The trained backbone: from this process's train(), else loaded from modelSaveDir. */
@@ -238,5 +220,42 @@ export class Entry {
     } finally {
       backbone.train(wasTraining);
     }
+  }
+}
+
+export interface LocalWorkersOptions {
+  /** Receives every output line of every worker (default: printed with a `[rank R]` prefix). */
+  onOutput?: LaunchOptions['onOutput'];
+  /** Aborting stops the workers (SIGTERM, then SIGKILL). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Trains `config` in local worker processes started like torch.multiprocessing.spawn (each joins the
+ * group from a torchrun-style environment) and returns rank 0's summary. Used by Entry.train(),
+ * `plsc train --nproc N` and `plsc demo`.
+ */
+export async function trainInLocalWorkers(config: TrainConfig, options: LocalWorkersOptions = {}): Promise<TrainSummary> {
+  const dir = mkdtempSync(join(tmpdir(), 'plsc-train-'));
+  const configPath = join(dir, 'config.json');
+  const resultPath = join(dir, 'result.json');
+  writeFileSync(configPath, JSON.stringify(config));
+  try {
+    const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
+    const outcome = await launch({
+      nprocPerNode: config.workers,
+      command: worker,
+      env: { PLSC_TRAIN_CONFIG: configPath, PLSC_TRAIN_RESULT: resultPath },
+      ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (outcome.aborted !== null) throw new Error(`training stopped by ${outcome.aborted}`);
+    if (outcome.exitCode !== 0) {
+      const failure = outcome.failure;
+      throw new Error(`training failed${failure ? ` on rank ${failure.rank} (exit ${failure.exitCode ?? failure.signal})` : ''}`);
+    }
+    return JSON.parse(readFileSync(resultPath, 'utf8')) as TrainSummary;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,6 @@
 // The training loop of one worker: data-parallel backbone + model-parallel head, SGD, lr schedule,
 // periodic validation, checkpoints that resume exactly and re-shard, progress and metrics.
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
@@ -300,6 +300,8 @@ export class Trainer {
     const outputDir = config.modelSaveDir;
     const metricsPath = rank === 0 ? join(outputDir, 'metrics.jsonl') : null;
     const stopAt = Math.min(this.totalSteps, options.maxStepsThisRun === undefined ? Infinity : this.step + options.maxStepsThisRun);
+    // A run from step 0 starts a new metrics file (a resumed run appends to its predecessor's).
+    if (metricsPath !== null && this.step === 0) rmSync(metricsPath, { force: true });
     const progress =
       rank === 0
         ? new ProgressReporter({ totalSteps: this.totalSteps, startStep: this.step, logPeriod: config.logPeriod, ...(metricsPath ? { metricsPath } : {}), ...(options.quiet ? { stream: nullStream() } : {}) })

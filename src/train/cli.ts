@@ -1,0 +1,380 @@
+// Command entry points of the training area: `plsc train`, `plsc reshard` and `plsc demo`.
+// libtorch and the trainer are loaded only once the arguments are valid (so --help answers at once).
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { TrainSummary } from './entry.js';
+import type { TrainConfig } from './config.js';
+import type { DemoOptions, DemoResult } from './demo.js';
+
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/**
+ * Ctrl-C / SIGTERM / SIGHUP abort `fn` (local workers are stopped rather than orphaned); a second
+ * signal exits at once.
+ */
+async function withStopSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const handler = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(128 + ((osConstants.signals as Record<string, number>)[signal] ?? 1));
+    controller.abort(signal);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, handler);
+  try {
+    return await fn(controller.signal);
+  } finally {
+    for (const s of STOP_SIGNALS) process.off(s, handler);
+  }
+}
+
+/** A path as the user would type it: relative to the working directory when that is shorter. */
+function shown(path: string): string {
+  const absolute = resolve(path);
+  const rel = relative(process.cwd(), absolute);
+  return rel !== '' && !rel.startsWith('..') && rel.length < absolute.length ? rel : absolute;
+}
+
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+function command(...words: string[]): string {
+  return words.map(shellQuote).join(' ');
+}
+
+function integerFlag(value: string | undefined, name: string, minimum: number): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
+  return parsed;
+}
+
+function numberFlag(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (value.trim() === '' || !Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} must be a positive number, got '${value}'`);
+  return parsed;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
+  return `${bytes} B`;
+}
+
+function formatSeconds(seconds: number): string {
+  return seconds < 120 ? `${seconds.toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// plsc train
+
+export const TRAIN_USAGE = `usage: plsc train --config file.yaml [--set key=value ...] [--nproc N]
+
+  --config PATH     YAML file with the Entry setters' keys (classNum, lossType, model, dataset, ...)  (required)
+  --set key=value   override one key (repeatable; the value is YAML: 0.1, true, [1, 0.5, 0], null;
+                    nested keys with dots: dataset.imagesPerClass=8)
+  --nproc N         start N local workers (same as --set workers=N); ignored under a launcher
+
+Under plsc launch (or torchrun, a Kubernetes / Slurm job script: RANK and WORLD_SIZE set) this
+process joins the group as one worker. Otherwise, with --nproc N > 1 or 'workers: N' in the config,
+it starts N workers on this machine itself, the way torch.multiprocessing.spawn does.
+
+  plsc train --config examples/synthetic-arcface.yaml --nproc 2
+  plsc launch --nproc-per-node 2 -- plsc train --config examples/synthetic-arcface.yaml
+  (without plsc on PATH: npx plsc launch --nproc-per-node 2 -- npx plsc train --config ...,
+   or node bin/plsc.js launch --nproc-per-node 2 -- node bin/plsc.js train --config ...)
+
+Resume with --set resume=latest (the newest checkpoint in checkpointDir) or --set resume=DIR, with
+any worker count: the FC shards are re-split when it differs.`;
+
+/** The closing lines of a training run: losses and where each product went. */
+export function trainingReport(summary: TrainSummary, config: TrainConfig): string[] {
+  const lines: string[] = [];
+  const losses = summary.losses;
+  const steps = losses.length === 0 ? 'no steps run' : `${summary.stepsRun} steps run (now at step ${summary.finalStep})`;
+  lines.push(`plsc train: done, ${steps} on ${summary.worldSize} worker${summary.worldSize === 1 ? '' : 's'}, ${summary.imagesPerSecond.toFixed(1)} img/s`);
+  if (losses.length > 0) {
+    lines.push(`  loss        ${(losses[0] as number).toFixed(4)} -> ${(losses[losses.length - 1] as number).toFixed(4)} (first -> last step of this run)`);
+  }
+  for (const v of summary.validation) lines.push(`  validation  ${v.target}: accuracy ${v.accuracy.toFixed(4)} ± ${v.std.toFixed(4)} (${v.pairs} pairs)`);
+  if (summary.lastCheckpoint !== null) lines.push(`  checkpoint  ${shown(summary.lastCheckpoint)}  (all: ${shown(config.checkpointDir)})`);
+  if (summary.modelPath !== null) lines.push(`  model       ${shown(summary.modelPath)}`);
+  if (summary.metricsPath !== null) lines.push(`  metrics     ${shown(summary.metricsPath)}`);
+  if (summary.reportPath !== null) lines.push(`  report      ${shown(summary.reportPath)}`);
+  if (summary.lastCheckpoint !== null) {
+    lines.push(`next: ${command('plsc', 'export', '--checkpoint', shown(summary.lastCheckpoint), '--out', shown(join(config.modelSaveDir, 'model.onnx')), '--dynamic-batch')}`);
+  }
+  return lines;
+}
+
+/** `plsc train --config file.yaml [--set key=value ...] [--nproc N]`. 0: trained; 1: training failed; 2: usage or config error. */
+export async function trainCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c' },
+        set: { type: 'string', multiple: true },
+        nproc: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`plsc train: ${errorMessage(error)}\n\n${TRAIN_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(TRAIN_USAGE);
+    return 0;
+  }
+  let nproc: number | undefined;
+  try {
+    if (!values.config) throw new Error('--config is required');
+    nproc = integerFlag(values.nproc, 'nproc', 1);
+  } catch (error) {
+    console.error(`plsc train: ${errorMessage(error)}\n\n${TRAIN_USAGE}`);
+    return 2;
+  }
+  const { loadConfigFile } = await import('./config.js');
+  const { readDistributedEnv } = await import('../distributed/env.js');
+  let config: TrainConfig;
+  let env;
+  try {
+    if (!existsSync(values.config)) throw new Error(`${resolve(values.config)}: no such config file`);
+    config = loadConfigFile(values.config, [...(values.set ?? []), ...(nproc !== undefined ? [`workers=${nproc}`] : [])]);
+    env = readDistributedEnv();
+  } catch (error) {
+    console.error(`plsc train: ${errorMessage(error)}`);
+    return 2;
+  }
+
+  const { summarize, trainInLocalWorkers } = await import('./entry.js');
+  let summary: TrainSummary;
+  let printReport = true;
+  try {
+    if (env === null && config.workers > 1) {
+      summary = await withStopSignals((signal) => trainInLocalWorkers(config, { signal }));
+    } else {
+      if (env !== null && nproc !== undefined && nproc !== env.worldSize && env.rank === 0) {
+        console.error(`plsc train: --nproc ${nproc} ignored: this process is rank ${env.rank} of ${env.worldSize} started by a launcher`);
+      }
+      const { Trainer } = await import('./trainer.js');
+      const trainer = await Trainer.create(config);
+      try {
+        summary = summarize(await trainer.train());
+      } finally {
+        trainer.group.destroy();
+      }
+      printReport = summary.rank === 0;
+    }
+  } catch (error) {
+    console.error(`plsc train: ${errorMessage(error)}`);
+    return 1;
+  }
+  if (printReport) for (const line of trainingReport(summary, config)) console.log(line);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// plsc reshard
+
+export const RESHARD_USAGE = `usage: plsc reshard --checkpoint DIR --world-size M --out DIR
+
+  --checkpoint DIR   a step-XXXXXXXX checkpoint, or a checkpoint directory (its newest step)  (required)
+  --world-size M     workers the copy is split for                                          (required)
+  --out DIR          where the re-sharded copy goes (must differ from --checkpoint)         (required)
+
+Writes a copy of the checkpoint whose FC shards (class weights and their momentum) are split for M
+workers; backbone and optimizer state are copied as they are. Resuming with another worker count
+does this by itself; use this to prepare a checkpoint offline (e.g. for another cluster).`;
+
+function describeShards(rows: readonly { rank: number; rows: number }[]): string {
+  const counts = rows.map((r) => r.rows);
+  if (counts.length <= 8) return `${counts.length} shard${counts.length === 1 ? '' : 's'} of ${counts.join(', ')} classes`;
+  return `${counts.length} shards of ${Math.min(...counts)} to ${Math.max(...counts)} classes (${counts.slice(0, 4).join(', ')}, ..., ${counts[counts.length - 1]})`;
+}
+
+/** `plsc reshard --checkpoint DIR --world-size M --out DIR`. 0: written; 1: failed; 2: usage error. */
+export async function reshardCommand(argv: string[]): Promise<number> {
+  let values;
+  let worldSize: number | undefined;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        checkpoint: { type: 'string' },
+        'world-size': { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+    if (!values.help) {
+      if (!values.checkpoint) throw new Error('--checkpoint is required');
+      if (!values.out) throw new Error('--out is required');
+      worldSize = integerFlag(values['world-size'], 'world-size', 1);
+      if (worldSize === undefined) throw new Error('--world-size is required');
+    }
+  } catch (error) {
+    console.error(`plsc reshard: ${errorMessage(error)}\n\n${RESHARD_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(RESHARD_USAGE);
+    return 0;
+  }
+  const { listCheckpoints, readMeta, reshardCheckpoint, shardSummary } = await import('./checkpoint.js');
+  try {
+    let source = values.checkpoint as string;
+    if (!existsSync(source)) throw new Error(`checkpoint ${resolve(source)}: no such directory`);
+    if (!existsSync(join(source, 'meta.json'))) {
+      const newest = listCheckpoints(source).at(-1);
+      if (newest === undefined) throw new Error(`checkpoint ${resolve(source)}: no meta.json, and no step-* checkpoint inside it`);
+      source = newest.path;
+    }
+    const out = values.out as string;
+    // reshardCheckpoint replaces --out: only ever an earlier checkpoint, never some other directory.
+    if (existsSync(out) && !existsSync(join(out, 'meta.json'))) {
+      throw new Error(`--out ${resolve(out)} exists and is not a checkpoint; name a new directory (a checkpoint there is replaced)`);
+    }
+    const before = readMeta(source);
+    const beforeShards = shardSummary(source, before);
+    const after = reshardCheckpoint(source, worldSize as number, values.out as string);
+    const afterShards = shardSummary(values.out as string, after);
+    console.log(`plsc reshard: ${shown(source)} (step ${before.step}, ${before.numClasses} classes x ${before.embeddingSize}, ${before.lossType}) -> ${shown(values.out as string)}`);
+    console.log(`  before  ${describeShards(beforeShards)}`);
+    console.log(`  after   ${describeShards(afterShards)}`);
+    console.log(`resume with ${after.worldSize} worker${after.worldSize === 1 ? '' : 's'}: ${command('plsc', 'train', '--config', 'CONFIG.yaml', '--set', `resume=${shown(values.out as string)}`, '--nproc', String(after.worldSize))}`);
+  } catch (error) {
+    console.error(`plsc reshard: ${errorMessage(error)}`);
+    return 1;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// plsc demo
+
+export const DEMO_USAGE = `usage: plsc demo [--out DIR] [--classes N] [--steps N] [--quick] [options]
+
+Trains a real backbone with local workers on built-in synthetic identities (loss dist_arcface: the
+class weights are sharded over the workers), saves checkpoints, verifies the backbone on a .bin of
+held-out identities before and after training, exports ONNX and the class centres, and prints the
+plsc serve command. A few minutes on a 2-core machine.
+
+  --out DIR            output directory (default output/demo); an earlier demo's files there are replaced
+  --classes N          training identities (default 10000)
+  --images-per-class N (default 4)
+  --steps N            optimizer steps (default 200)
+  --nproc N            local workers (default 2)
+  --model NAME         backbone from src/models (default mobilefacenet; iresnet18 is ~3x slower per image)
+  --image-size N       input side in pixels (default 32; 112, the standard face size, has 12x the pixels)
+  --batch-size N       images per worker per step (default 64)
+  --lr X               learning rate per global batch of 512, PLSC's convention (default 0.1, cosine decay)
+  --warmup-steps N     linear lr warmup steps (default 0)
+  --pairs N            verification pairs of held-out identities (default 400)
+  --quick              a much smaller run (2000 identities, 60 steps of 8 images) to check the pipeline`;
+
+/** `plsc demo`. 0: done; 1: a phase failed; 2: usage error. */
+export async function demoCommand(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        out: { type: 'string' },
+        classes: { type: 'string' },
+        'images-per-class': { type: 'string' },
+        steps: { type: 'string' },
+        nproc: { type: 'string' },
+        model: { type: 'string' },
+        'image-size': { type: 'string' },
+        'batch-size': { type: 'string' },
+        lr: { type: 'string' },
+        'warmup-steps': { type: 'string' },
+        pairs: { type: 'string' },
+        quick: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    console.error(`plsc demo: ${errorMessage(error)}\n\n${DEMO_USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(DEMO_USAGE);
+    return 0;
+  }
+  const { DEMO_DEFAULTS, QUICK_DEMO, runDemo } = await import('./demo.js');
+  const options: DemoOptions = { ...DEMO_DEFAULTS, ...(values.quick ? QUICK_DEMO : {}) };
+  try {
+    const str = (name: string): string | undefined => values[name] as string | undefined;
+    if (str('out') !== undefined) options.out = str('out') as string;
+    options.classes = integerFlag(str('classes'), 'classes', 2) ?? options.classes;
+    options.imagesPerClass = integerFlag(str('images-per-class'), 'images-per-class', 1) ?? options.imagesPerClass;
+    options.steps = integerFlag(str('steps'), 'steps', 1) ?? options.steps;
+    options.workers = integerFlag(str('nproc'), 'nproc', 1) ?? options.workers;
+    if (str('model') !== undefined) options.model = str('model') as string;
+    options.imageSize = integerFlag(str('image-size'), 'image-size', 8) ?? options.imageSize;
+    options.batchSize = integerFlag(str('batch-size'), 'batch-size', 1) ?? options.batchSize;
+    options.lr = numberFlag(str('lr'), 'lr') ?? options.lr;
+    options.warmupSteps = integerFlag(str('warmup-steps'), 'warmup-steps', 0) ?? options.warmupSteps;
+    options.verificationPairs = integerFlag(str('pairs'), 'pairs', 10) ?? options.verificationPairs;
+    options.heldOutClasses = Math.max(options.heldOutClasses, options.verificationPairs);
+    if (options.classes < options.workers) throw new Error(`--classes (${options.classes}) must be at least the number of workers (${options.workers})`);
+  } catch (error) {
+    console.error(`plsc demo: ${errorMessage(error)}\n\n${DEMO_USAGE}`);
+    return 2;
+  }
+
+  const log = (line: string): void => void console.log(`plsc demo: ${line}`);
+  let result: DemoResult;
+  try {
+    result = await withStopSignals((signal) => runDemo(options, { log, signal }));
+  } catch (error) {
+    console.error(`plsc demo: ${errorMessage(error)}`);
+    return 1;
+  }
+  for (const line of demoSummary(result)) console.log(line);
+  return 0;
+}
+
+/** The demo's closing summary. */
+export function demoSummary(result: DemoResult): string[] {
+  const { loss, verification, seconds, training } = result;
+  const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+  const serve = command('plsc', 'serve', '--model', shown(result.export.modelPath), '--centers', shown(result.export.centersPath));
+  return [
+    '',
+    `plsc demo: done in ${formatSeconds(seconds.total)} (training ${formatSeconds(seconds.training)}, verification .bin ${formatSeconds(seconds.verificationBin)}, ` +
+      `verification ${formatSeconds(seconds.verification)}, export ${formatSeconds(seconds.export)})`,
+    `  trained     ${result.options.model} ${result.options.imageSize}x${result.options.imageSize} -> ${result.config.embSize}-d, dist_arcface over ${result.config.classNum} identities, ` +
+      `${training.stepsRun} steps x ${training.worldSize} workers x ${result.config.trainBatchSize} images, ${training.imagesPerSecond.toFixed(1)} img/s`,
+    `  loss        ${loss.first.toFixed(3)} -> ${loss.last.toFixed(3)} (first -> last step); mean of the first ${loss.window} steps ${loss.firstMean.toFixed(3)}, of the last ${loss.window} ${loss.lastMean.toFixed(3)}`,
+    `  verification on ${verification.pairs} pairs of ${verification.identities} held-out identities: accuracy ${pct(verification.after.accuracy)} ± ${pct(verification.after.std)} ` +
+      `(untrained network: ${pct(verification.before.accuracy)})`,
+    `  checkpoints ${shown(result.checkpointDir)}  (last: ${shown(result.checkpoint)})`,
+    `  model       ${shown(result.modelPath)}`,
+    `  metrics     ${shown(result.metricsPath)}`,
+    `  report      ${shown(result.reportPath)}`,
+    `  .bin        ${shown(verification.path)}`,
+    `  onnx        ${shown(result.export.modelPath)} (${formatBytes(result.export.modelBytes)}, input [N, ${result.export.inputShape.join(', ')}]; onnxruntime vs libtorch max abs diff ${result.export.parity.maxAbsDiff.toExponential(1)})`,
+    `  centers     ${shown(result.export.centersPath)} (${formatBytes(result.export.centersBytes)})`,
+    '',
+    'serve it:',
+    `  ${serve}`,
+  ];
+}
