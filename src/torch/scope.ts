@@ -61,26 +61,26 @@ export function collectDisposables(value: unknown, into: Set<Disposable> = new S
   return into;
 }
 
-/**
- * Runs fn and disposes every tensor created during the call except those reachable from its
- * result and those passed to keep(). Returned tensors move to the enclosing scope, if any.
- * fn must be synchronous: a Promise result is rejected with an error.
- */
-export function tidy<T>(fn: () => T): T {
+function openFrame(): ScopeFrame {
   const frame: ScopeFrame = { tracked: new Set() };
   frames.push(frame);
-  let result: T;
-  try {
-    result = fn();
-  } catch (err) {
-    frames.pop();
-    for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
-    throw err;
-  }
-  frames.pop();
-  if (result instanceof Promise) {
-    throw new Error('tidy(): the function must be synchronous (use tidyAsync for async work)');
-  }
+  return frame;
+}
+
+// Removes the frame from the stack (an async scope need not be the innermost when it ends).
+function closeFrame(frame: ScopeFrame): void {
+  const index = frames.lastIndexOf(frame);
+  if (index >= 0) frames.splice(index, 1);
+}
+
+// After a failure: every tensor the frame created goes, except kept ones.
+function discardFrame(frame: ScopeFrame): void {
+  closeFrame(frame);
+  for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
+}
+
+// After success: tensors reachable from the result survive and move to the enclosing scope.
+function finishFrame<T>(frame: ScopeFrame, result: T): T {
   const survivors = collectDisposables(result);
   const parent = frames[frames.length - 1];
   for (const tensor of frame.tracked) {
@@ -92,33 +92,41 @@ export function tidy<T>(fn: () => T): T {
 }
 
 /**
+ * Runs fn and disposes every tensor created during the call except those reachable from its
+ * result and those passed to keep(). Returned tensors move to the enclosing scope, if any.
+ * fn must be synchronous: a Promise result is rejected with an error.
+ */
+export function tidy<T>(fn: () => T): T {
+  const frame = openFrame();
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    discardFrame(frame);
+    throw err;
+  }
+  closeFrame(frame);
+  if (result instanceof Promise) {
+    throw new Error('tidy(): the function must be synchronous (use tidyAsync for async work)');
+  }
+  return finishFrame(frame, result);
+}
+
+/**
  * Like tidy() for async functions. Tensors created by other tasks interleaving with this one are
  * not attributed to it only while this scope is the innermost; use it for sequential pipelines.
  */
 export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
-  const frame: ScopeFrame = { tracked: new Set() };
-  frames.push(frame);
-  const close = (): void => {
-    const index = frames.lastIndexOf(frame);
-    if (index >= 0) frames.splice(index, 1);
-  };
+  const frame = openFrame();
   let result: T;
   try {
     result = await fn();
   } catch (err) {
-    close();
-    for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
+    discardFrame(frame);
     throw err;
   }
-  close();
-  const survivors = collectDisposables(result);
-  const parent = frames[frames.length - 1];
-  for (const tensor of frame.tracked) {
-    if (survivors.has(tensor) || kept.has(tensor)) continue;
-    tensor.dispose();
-  }
-  if (parent !== undefined) for (const tensor of survivors) if (!kept.has(tensor)) parent.tracked.add(tensor);
-  return result;
+  closeFrame(frame);
+  return finishFrame(frame, result);
 }
 
 /** Number of open scopes (for tests and diagnostics). */
