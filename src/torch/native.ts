@@ -31,6 +31,8 @@ export interface NativeTensor {
   isContiguous(): boolean;
   registerHook(hook: (grad: NativeTensor) => NativeTensor | null | undefined): number;
   retainGrad(): void;
+  /** Counts the storage (once) in V8's external memory so the GC feels its size. */
+  reportMemory(): void;
 }
 
 export type NativeValue = NativeTensor | number | boolean | string | null | NativeValue[];
@@ -58,7 +60,8 @@ export interface NativeAddon {
   manualSeed(seed: number): void;
   setNumThreads(threads: number): void;
   getNumThreads(): number;
-  allocatorStats(): { cachedBytes: number };
+  /** cachedBytes: freed blocks the CPU allocator keeps; reportedBytes: tensor storage V8 was told about. */
+  allocatorStats(): { cachedBytes: number; reportedBytes: number };
   emptyCache(): void;
   config(): { torchVersion: string; parallelInfo: string; blasThreadControl: string; gloo: boolean; cuda: boolean };
   // c10d (see src/distributed); typed loosely here and narrowed there.

@@ -6,6 +6,11 @@
 export interface Disposable {
   dispose(): void;
   readonly isDisposed: boolean;
+  /**
+   * Called once no scope owns it: from then on only dispose() or the GC frees it, so it should
+   * make its size known to the GC (a scoped one cannot be collected before its scope ends).
+   */
+  unscoped?(): void;
 }
 
 export const TENSOR_MARK: unique symbol = Symbol.for('plsc.tensor');
@@ -21,6 +26,7 @@ const kept = new WeakSet<Disposable>();
 export function track<T extends Disposable>(tensor: T): T {
   const frame = frames[frames.length - 1];
   if (frame !== undefined) frame.tracked.add(tensor);
+  else tensor.unscoped?.();
   return tensor;
 }
 
@@ -28,6 +34,7 @@ export function track<T extends Disposable>(tensor: T): T {
 export function keep<T extends Disposable>(tensor: T): T {
   kept.add(tensor);
   for (const frame of frames) frame.tracked.delete(tensor);
+  tensor.unscoped?.();
   return tensor;
 }
 
@@ -87,7 +94,11 @@ function finishFrame<T>(frame: ScopeFrame, result: T): T {
     if (survivors.has(tensor) || kept.has(tensor)) continue;
     tensor.dispose();
   }
-  if (parent !== undefined) for (const tensor of survivors) if (!kept.has(tensor)) parent.tracked.add(tensor);
+  for (const tensor of survivors) {
+    if (kept.has(tensor) || tensor.isDisposed) continue;
+    if (parent !== undefined) parent.tracked.add(tensor);
+    else tensor.unscoped?.();
+  }
   return result;
 }
 

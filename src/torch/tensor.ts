@@ -64,6 +64,10 @@ export class Tensor implements Disposable {
   }
 
   /** Frees the native tensor now (idempotent). Views and autograd graphs keep their own references. */
+  unscoped(): void {
+    this.nativeHandle?.reportMemory();
+  }
+
   dispose(): void {
     if (this.nativeHandle !== null) {
       this.nativeHandle.dispose();

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { ops as F, tidy, optim, manualSeed } from '../../src/index.js';
+import { native } from '../../src/torch/native.js';
+import { ops as F, tidy, keep, optim, manualSeed, type Tensor } from '../../src/index.js';
 import { SmallCnn } from '../../bench/small-cnn.js';
 
 setFlagsFromString('--expose-gc');
@@ -39,4 +40,50 @@ test('2000 small-CNN training steps: resident memory stays flat after warm-up', 
   model.dispose();
   images.dispose();
   labels.dispose();
+});
+
+test("V8 is told a storage's size once, and only when no tidy() scope owns the tensor", () => {
+  const storageBytes = 4 * MiB;
+  const reported = (): number => native.allocatorStats().reportedBytes;
+  const base = reported();
+  const unscoped = F.zeros([storageBytes / 4]);
+  assert.equal(reported() - base, storageBytes, 'a tensor made outside any scope is counted');
+  unscoped.add_(1);
+  const views = [unscoped.view([2, storageBytes / 8]), unscoped.narrow(0, 0, 16), unscoped.clone().copy_(unscoped)];
+  assert.equal(reported() - base, 2 * storageBytes, 'views and in-place results are not counted again (the clone is)');
+  views.pop()?.dispose();
+  for (const view of views) view.dispose();
+  assert.equal(reported() - base, storageBytes, 'disposing a view does not uncount the storage');
+
+  let insideScope = Number.NaN;
+  const survivor = tidy(() => {
+    F.ones([storageBytes / 4]);
+    const returned = F.ones([storageBytes / 4]);
+    insideScope = reported() - base;
+    return returned;
+  });
+  assert.equal(insideScope, storageBytes, 'tensors owned by a scope are not counted');
+  assert.equal(reported() - base, 2 * storageBytes, 'the tensor returned out of the last scope is counted');
+  const kept: Tensor[] = [];
+  tidy(() => {
+    kept.push(keep(F.ones([storageBytes / 4])));
+  });
+  assert.equal(reported() - base, 3 * storageBytes, 'a kept tensor is counted');
+  for (const tensor of kept) tensor.dispose();
+  survivor.dispose();
+  unscoped.dispose();
+  assert.equal(reported() - base, 0, 'dispose() uncounts the storage');
+});
+
+test('forgotten tensors (never disposed, no scope) are reclaimed by the GC', async () => {
+  const tensorBytes = 32 * MiB;
+  const rssBefore = process.memoryUsage().rss;
+  let peakGrowth = 0;
+  // 4 GiB in all; without their sizes counted by V8 nothing would collect the small wrappers.
+  for (let i = 0; i < 128; i++) {
+    F.ones([tensorBytes / 4]);
+    if (i % 8 === 7) await new Promise((resolve) => setImmediate(resolve));
+    peakGrowth = Math.max(peakGrowth, process.memoryUsage().rss - rssBefore);
+  }
+  assert.ok(peakGrowth < 2048 * MiB, `RSS grew by ${(peakGrowth / MiB).toFixed(0)} MiB`);
 });
