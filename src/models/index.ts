@@ -1,3 +1,4 @@
+import type { MemoryFormat } from '../torch/index.js';
 // Backbones by name: the built-in registry (iresnet18/34/50/100, mobilefacenet, feature-mlp), a way
 // to register more, and the public exports of src/models.
 import type { Backbone } from './backbone.js';
@@ -25,6 +26,12 @@ export interface BackboneOptions {
   inputDim?: number;
   /** Hidden widths; feature-mlp only (default [1024]). */
   hiddenDims?: readonly number[];
+  /**
+   * Layout of the 4-D weights (default 'channels_last': libtorch's CPU convolutions, batch norm
+   * and PReLU run 10-40% faster on it; inputs need no conversion). Checkpoints and ONNX exports
+   * are the same either way.
+   */
+  memoryFormat?: MemoryFormat;
 }
 
 export type BackboneBuilder = (options: BackboneOptions) => Backbone;
@@ -108,5 +115,5 @@ export function createBackbone(name: BuiltinBackboneName | (string & {}), option
   if (typeof backbone?.embeddingSize !== 'number' || !Array.isArray(backbone.inputShape)) {
     throw new Error(`backbone '${name}': the factory did not return a Backbone (a Module with embeddingSize and inputShape)`);
   }
-  return backbone;
+  return backbone.toMemoryFormat(options.memoryFormat ?? 'channels_last');
 }

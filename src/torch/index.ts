@@ -5,3 +5,4 @@ export * from './tensor.js';
 export * from './autograd.js';
 export * as ops from './ops.js';
 export * from './gradcheck.js';
+export type { MemoryFormat } from './ops.js';

@@ -154,8 +154,19 @@ export function detach(t: Tensor): Tensor {
 export function clone(t: Tensor): Tensor {
   return op('aten::clone').tensor(t);
 }
-export function contiguous(t: Tensor): Tensor {
-  return op('aten::contiguous').tensor(t);
+/**
+ * How a 4-D (NCHW) tensor is laid out in memory: 'contiguous' is NCHW row-major, 'channels_last'
+ * stores NHWC while keeping NCHW indexing (PyTorch's torch.channels_last).
+ */
+export type MemoryFormat = 'contiguous' | 'channels_last';
+// c10::MemoryFormat's enum values.
+const MEMORY_FORMAT_CODE: Record<MemoryFormat, number> = { contiguous: 0, channels_last: 2 };
+
+/** t laid out in `memoryFormat` (t itself, as a new handle, when it already is). */
+export function contiguous(t: Tensor, memoryFormat: MemoryFormat = 'contiguous'): Tensor {
+  const code = MEMORY_FORMAT_CODE[memoryFormat];
+  if (code === undefined) throw new Error(`contiguous: unknown memory format '${String(memoryFormat)}' (contiguous or channels_last)`);
+  return op('aten::contiguous').tensor(t, code);
 }
 export function reshape(t: Tensor, shape: Shape): Tensor {
   return op('aten::reshape').tensor(t, shape);

@@ -23,6 +23,7 @@ import {
   registerBackbone,
   saveSafetensors,
   tidy,
+  keep,
   validateBackbone,
   type Backbone,
   type Tensor,
@@ -383,4 +384,66 @@ test('custom Module backbones: registerBackbone, isBackbone and validateBackbone
   withModel(new WrongWidth(), (model) => {
     assert.throws(() => validateBackbone(model), /returned shape \[2, 6\], expected \[2, 7\]/);
   });
+});
+
+test("backbones are channels-last by default; 'contiguous' gives the same outputs, gradients and state dict", () => {
+  for (const name of ['iresnet18', 'mobilefacenet'] as const) {
+    const results = (['channels_last', 'contiguous'] as const).map((memoryFormat) => {
+      manualSeed(3);
+      const backbone = createBackbone(name, { embeddingSize: 64, inputSize: 32, memoryFormat });
+      backbone.train();
+      const conv = backbone.parameters().find((p) => p.ndim === 4) as Tensor;
+      const [, c, h, w] = conv.shape as [number, number, number, number];
+      const strides = conv.strides;
+      const initialState = Object.fromEntries(Object.entries(backbone.stateDict()).map(([k, v]) => [k, v.toArray()]));
+      const images = F.randn([3, 3, 32, 32]);
+      const out = tidy(() => {
+        const embeddings = backbone.call(images);
+        F.mean(F.mul(embeddings, embeddings)).backward();
+        return keep(embeddings.detach());
+      });
+      const result = {
+        strides,
+        expectedChannelsLast: [h * w * c, 1, w * c, c],
+        out: out.toArray(),
+        grad: (conv.grad as Tensor).toArray(),
+        state: initialState,
+      };
+      out.dispose();
+      images.dispose();
+      backbone.dispose();
+      return result;
+    });
+    const [last, plain] = results as [(typeof results)[0], (typeof results)[0]];
+    assert.deepEqual(last.strides, last.expectedChannelsLast, `${name}: conv weight is channels-last`);
+    assert.ok(plain.strides[1] !== 1, `${name}: 'contiguous' keeps NCHW`);
+    assert.deepEqual(Object.keys(last.state), Object.keys(plain.state));
+    for (const key of Object.keys(plain.state)) assert.deepEqual(last.state[key], plain.state[key], `${name}: initial ${key}`);
+    const close = (a: number[], b: number[], what: string): void => {
+      const scale = Math.max(...b.map(Math.abs), 1e-6);
+      const worst = Math.max(...a.map((v, i) => Math.abs(v - (b[i] as number))));
+      // Different convolution algorithms round differently; train-mode BN over 3 images amplifies it.
+      assert.ok(worst <= 1e-3 * scale, `${name}: ${what} differ by ${worst} (scale ${scale})`);
+    };
+    close(last.out, plain.out, 'embeddings');
+    close(last.grad, plain.grad, 'first conv gradients');
+  }
+});
+
+test('Module.toMemoryFormat re-lays out 4-d parameters in place (same tensors, same values)', () => {
+  manualSeed(4);
+  const conv = new nn.Conv2d(3, 8, 3);
+  const before = conv.weight;
+  const values = conv.weight.toArray();
+  conv.toMemoryFormat('channels_last');
+  assert.equal(conv.weight, before, 'the parameter object is kept');
+  assert.equal(conv.weight.strides[1], 1);
+  assert.deepEqual(conv.weight.toArray(), values);
+  assert.equal(conv.weight.isLeaf, true);
+  assert.equal(conv.weight.requiresGrad, true);
+  conv.toMemoryFormat('contiguous');
+  assert.ok(conv.weight.isContiguous());
+  assert.deepEqual(conv.weight.toArray(), values);
+  assert.throws(() => conv.toMemoryFormat('nhwc' as never), /unknown memory format 'nhwc'/);
+  conv.dispose();
 });
