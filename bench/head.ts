@@ -11,6 +11,7 @@ import { initProcessGroup } from '../src/distributed/process-group.js';
 import { readDistributedEnv } from '../src/distributed/env.js';
 import { launch } from '../src/distributed/launcher.js';
 import { median, runTorchPeer } from './peer.js';
+import { op } from '../src/torch/dispatch.js';
 
 export interface HeadBenchResult {
   classes: number;
@@ -19,9 +20,15 @@ export interface HeadBenchResult {
   sample_rate: number;
   nproc: number;
   threads: number;
+  /** Classes per tile (PartialFC updateBlockRows) and the recompute chunk (null: logits kept). */
+  tile_rows: number;
+  chunk_size: number | null;
   step_ms: number;
+  /** The step's three GEMMs alone, shaped and tiled as the step runs them. */
   gemm_ms: number;
   step_over_gemm: number;
+  /** The same three GEMMs as one call each ([B, C] logits at once), measured once, for reference. */
+  gemm_single_call_ms: number;
   peak_rss_bytes: number;
   bytes_per_class: number;
   weight_and_momentum_bytes_per_class: number;
@@ -40,7 +47,18 @@ function timeMs(fn: () => void): number {
 }
 
 /** Measures one rank's head; returns this rank's numbers (rank 0's are reported). */
-async function measureRank(options: { classes: number; emb: number; batch: number; sampleRate: number; warmup: number; repeats: number }) {
+interface MeasureOptions {
+  classes: number;
+  emb: number;
+  batch: number;
+  sampleRate: number;
+  warmup: number;
+  repeats: number;
+  tileRows: number | undefined;
+  chunkSize: number | undefined;
+}
+
+async function measureRank(options: MeasureOptions) {
   const group = readDistributedEnv() === null ? undefined : await initProcessGroup();
   manualSeed(0);
   const baselineRss = process.memoryUsage().rss;
@@ -51,6 +69,8 @@ async function measureRank(options: { classes: number; emb: number; batch: numbe
     margin: CombinedMarginLoss.arcface(),
     update: 'fused',
     fusedSgd: { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 },
+    ...(options.tileRows !== undefined ? { updateBlockRows: options.tileRows } : {}),
+    ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
     ...(group ? { group } : {}),
   });
   const embeddings = F.randn([options.batch, options.emb]).requiresGrad_();
@@ -68,17 +88,45 @@ async function measureRank(options: { classes: number; emb: number; batch: numbe
   const globalBatch = options.batch * (group?.worldSize ?? 1);
 
   // The step's three GEMMs alone, on the same shapes: logits = X W^T, dX = G W, dW = G^T X.
-  const gemmSamples = tidy(() => {
+  // The step's GEMMs per tile of `tile` classes (class-major logits): L = W_t Xn^T, dXn += G_t^T W_t, dW_t = G_t Xn.
+  const tile = Math.min(head.updateBlockRows, active);
+  const recomputes = head.chunkSize < active;
+  const { gemmSamples, singleCallMs } = tidy(() => {
     const x = F.randn([globalBatch, options.emb]);
-    const w = F.narrow(head.weight, 0, 0, active);
-    const g = F.randn([globalBatch, active]);
-    const once = (): void => tidy(() => void [F.mm(x, w.t()), F.mm(g, w), F.mm(g.t(), x)]);
-    once();
-    return Array.from({ length: options.repeats }, () => timeMs(once));
+    const xt = F.contiguous(x.t());
+    const logits = F.randn([tile, globalBatch]);
+    const weightGrad = F.empty([tile, options.emb]);
+    const featureGrad = F.zeros([globalBatch, options.emb]);
+    const tiled = (): void => {
+      for (let start = 0; start < active; start += tile) {
+        tidy(() => {
+          const rows = Math.min(tile, active - start);
+          const w = F.narrow(head.weight, 0, start, rows);
+          const out = F.narrow(logits, 0, 0, rows);
+          op('aten::mm', 'out').call([w, xt, out]);
+          if (recomputes) op('aten::mm', 'out').call([w, xt, out]);
+          F.addmm_(featureGrad, out.t(), w);
+          op('aten::mm', 'out').call([out, x, F.narrow(weightGrad, 0, 0, rows)]);
+        });
+      }
+    };
+    tiled();
+    const samples = Array.from({ length: options.repeats }, () => timeMs(tiled));
+    const single = timeMs(() =>
+      tidy(() => {
+        const w = F.narrow(head.weight, 0, 0, active);
+        const g = F.mm(x, w.t());
+        void [F.mm(g, w), F.mm(g.t(), x)];
+      }),
+    );
+    return { gemmSamples: samples, singleCallMs: single };
   });
   const result = {
     step_ms: median(stepSamples),
     gemm_ms: median(gemmSamples),
+    gemm_single_call_ms: singleCallMs,
+    tile_rows: tile,
+    chunk_size: recomputes ? head.chunkSize : null,
     peak_rss_bytes: peakRss,
     bytes_per_class: (peakRss - baselineRss) / numLocal,
     num_local: numLocal,
@@ -91,7 +139,7 @@ async function measureRank(options: { classes: number; emb: number; batch: numbe
   return result;
 }
 
-const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--nproc W] [--peer pytorch] [--warmup 1] [--repeats 3] [--json]';
+const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--nproc W] [--tile-rows R] [--chunk-size K] [--peer pytorch] [--warmup 1] [--repeats 3] [--json]';
 
 export async function benchHead(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -102,6 +150,8 @@ export async function benchHead(argv: string[]): Promise<number> {
       batch: { type: 'string', default: '256' },
       'sample-rate': { type: 'string', default: '1.0' },
       nproc: { type: 'string', default: '1' },
+      'tile-rows': { type: 'string' },
+      'chunk-size': { type: 'string' },
       peer: { type: 'string' },
       warmup: { type: 'string', default: '1' },
       repeats: { type: 'string', default: '3' },
@@ -126,6 +176,8 @@ export async function benchHead(argv: string[]): Promise<number> {
     sampleRate: num('sample-rate', values['sample-rate']),
     warmup: Number(values.warmup),
     repeats: num('repeats', values.repeats),
+    tileRows: values['tile-rows'] === undefined ? undefined : num('tile-rows', values['tile-rows']),
+    chunkSize: values['chunk-size'] === undefined ? undefined : num('chunk-size', values['chunk-size']),
   };
   const nproc = num('nproc', values.nproc);
   if (values.peer !== undefined && values.peer !== 'pytorch') throw new Error(`--peer takes 'pytorch', got ${values.peer}`);
@@ -176,9 +228,12 @@ export async function benchHead(argv: string[]): Promise<number> {
     sample_rate: options.sampleRate,
     nproc,
     threads: getNumThreads(),
+    tile_rows: measured.tile_rows,
+    chunk_size: measured.chunk_size,
     step_ms: measured.step_ms,
     gemm_ms: measured.gemm_ms,
     step_over_gemm: measured.step_ms / measured.gemm_ms,
+    gemm_single_call_ms: measured.gemm_single_call_ms,
     peak_rss_bytes: measured.peak_rss_bytes,
     bytes_per_class: measured.bytes_per_class,
     weight_and_momentum_bytes_per_class: weightAndMomentum,
@@ -194,7 +249,8 @@ export async function benchHead(argv: string[]): Promise<number> {
   }
   const fmt = (v: number | null, digits = 1): string => (v === null ? 'n/a' : v.toFixed(digits));
   console.log(`sharded head: ${options.classes} classes x ${options.emb}, batch ${options.batch}/worker, sample rate ${options.sampleRate}, ${nproc} worker(s)`);
-  console.log(`  step (fwd+bwd+update)  ${fmt(report.step_ms)} ms   its 3 GEMMs alone ${fmt(report.gemm_ms)} ms   ratio ${fmt(report.step_over_gemm, 2)}`);
+  console.log(`  step (fwd+bwd+update)  ${fmt(report.step_ms)} ms   its ${report.chunk_size === null ? 3 : 4} GEMMs alone ${fmt(report.gemm_ms)} ms   ratio ${fmt(report.step_over_gemm, 2)}   (tiles of ${report.tile_rows} classes${report.chunk_size === null ? '' : ', logits recomputed'})`);
+  console.log(`  the 3 GEMMs as one call each (reference): ${fmt(report.gemm_single_call_ms)} ms`);
   console.log(`  peak RSS ${fmt(report.peak_rss_bytes / 2 ** 20, 0)} MiB   ${fmt(report.bytes_per_class, 0)} bytes/class   (${fmt(report.rss_per_class_ratio, 2)}x weight+momentum)`);
   console.log(`  PyTorch (insightface-style) ${fmt(report.torch_step_ms)} ms   ours/PyTorch ${fmt(report.ours_over_torch, 2)}${peerError ? `   (peer failed: ${peerError})` : ''}`);
   return 0;

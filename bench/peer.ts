@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
+import { injectedThreadEnv } from '../src/torch/native.js';
 
 const candidates = ['python3', '/usr/bin/python3', 'python'];
 let cachedPython: string | null | undefined;
@@ -31,6 +32,16 @@ function benchSourceDir(): string {
   throw new Error('bench/*.py scripts not found next to the package');
 }
 
+/**
+ * The environment a peer runs in: ours, less the thread-pool waiting settings plsc itself added
+ * (src/torch/native.ts), so PyTorch runs as its users run it unless they set them too.
+ */
+export function peerEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1' };
+  for (const name of injectedThreadEnv) delete env[name];
+  return env;
+}
+
 /** Runs bench/<script> with args; returns its last stdout line parsed as JSON, or null without torch. */
 export function runTorchPeer<T>(script: string, args: string[], timeoutMs = 600_000): T | null {
   const python = findTorchPython();
@@ -38,7 +49,7 @@ export function runTorchPeer<T>(script: string, args: string[], timeoutMs = 600_
   const result = spawnSync(python, [join(benchSourceDir(), script), ...args], {
     encoding: 'utf8',
     timeout: timeoutMs,
-    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+    env: peerEnv(),
     maxBuffer: 64 << 20,
   });
   if (result.status !== 0) {

@@ -6,11 +6,13 @@
 //   softmax over all classes from AllReduce(MAX) of row maxima and AllReduce(SUM) of row sums;
 //   loss = mean over the global batch of log(sum) + max - target.
 // Backward is written out: dW stays local; dX is summed over ranks and each rank keeps its rows.
-// Logits are never gathered; the [B, numLocalClasses] buffer exists once and becomes its own gradient.
+// Logits are never gathered; the [numLocalClasses, B] buffer exists once and becomes its own
+// gradient (or, with chunkSize, not at all: recomputed per tile in backward).
 import { Module } from '../torch/nn/module.js';
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { customFunction, noGrad } from '../torch/autograd.js';
+import { op } from '../torch/dispatch.js';
 import { tidy, keep } from '../torch/scope.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { CombinedMarginLoss, marginForLossType } from './margin.js';
@@ -61,9 +63,16 @@ export interface PartialFCOptions {
   group?: ProcessGroup;
   /** Seeds the class sampling (with the rank and the step). */
   seed?: number;
-  /** Process the shard in chunks of this many classes (online max/sum, logits recomputed in backward). */
+  /**
+   * Keep no [numActive, B] logits between forward and backward: tiles of at most this many classes
+   * are recomputed in backward (one more GEMM per step; memory O(chunkSize * B) instead of
+   * O(numActive * B)). Unset (or >= the active classes): the logits are kept.
+   */
   chunkSize?: number;
-  /** Rows of the shard whose weight gradient is formed and applied at a time (default 32768). */
+  /**
+   * Classes processed at a time (default 4096): each tile's logits GEMM, softmax statistics,
+   * gradient GEMMs and update run while its data sits in cache.
+   */
   updateBlockRows?: number;
   /** Standard deviation of the normal initialization of the centres (PLSC v2 / arcface_torch: 0.01). */
   initStd?: number;
@@ -104,7 +113,7 @@ const LABEL_ERRORS: Record<number, string> = {
 };
 
 const NORM_EPS = 1e-12;
-const DEFAULT_UPDATE_CHUNK = 32768;
+const DEFAULT_TILE_ROWS = 4096;
 
 export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   readonly embeddingSize: number;
@@ -138,7 +147,7 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     this.seed = options.seed ?? 0;
     this.chunkSize = options.chunkSize ?? this.layout.numLocalClasses;
     if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new RangeError(`chunkSize must be a positive integer, got ${this.chunkSize}`);
-    this.updateBlockRows = options.updateBlockRows ?? DEFAULT_UPDATE_CHUNK;
+    this.updateBlockRows = options.updateBlockRows ?? DEFAULT_TILE_ROWS;
     if (!Number.isInteger(this.updateBlockRows) || this.updateBlockRows < 1) throw new RangeError(`updateBlockRows must be a positive integer, got ${this.updateBlockRows}`);
     this.update = options.update ?? 'dense';
     this.computeAccuracy = options.computeAccuracy ?? false;
@@ -251,6 +260,7 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     if (this.training) this.samplerStep++;
     const targetRows = owned.map((o) => o.row);
     const targetCols = owned.map((o) => (sampledIndex === null ? o.localClass : sortedPosition(sampledIndex, o.localClass)));
+    const targetClasses = owned.map((o) => o.localClass);
 
     const step = new HeadStep(this, {
       globalBatch,
@@ -258,6 +268,7 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
       localBatch,
       targetRows,
       targetCols,
+      targetClasses,
       sampledIndex,
     });
     const inputs = [localEmbeddings, this.weight, ...(this.bias ? [this.bias] : [])];
@@ -301,38 +312,54 @@ interface StepPlan {
   rowStart: number;
   localBatch: number;
   targetRows: number[];
+  /** Position of each owned target in the active set (the shard, or the sampled rows). */
   targetCols: number[];
+  /** Shard row of each owned target. */
+  targetClasses: number[];
   sampledIndex: Int32Array | null;
 }
 
-interface Chunk {
+/** A run of consecutive rows of the active set, processed while it sits in cache. */
+interface Tile {
+  /** Position of the first row in the active set. */
   start: number;
   length: number;
-  /** Target entries inside this chunk: rows and columns relative to the chunk. */
-  rows: Tensor;
-  cols: Tensor;
-  /** Positions of these targets in the step's target list. */
-  which: Tensor;
+  /** Shard rows of the tile when sampling (int64 [length]); null when the tile is a slice of the shard. */
+  shardRows: Tensor | null;
+  /** Owned targets in the tile: their row within the tile, their batch row, their index in the step's target list. */
+  targetTileRows: Tensor | null;
+  targetBatchRows: Tensor | null;
+  targetIndex: Tensor | null;
 }
 
-/** One forward/backward of the head; holds what backward needs between the two. */
+/**
+ * One forward/backward of the head; holds what backward needs between the two.
+ *
+ * Logits are laid out class-major ([numActive, B]) and processed in tiles of a few thousand
+ * classes, so every elementwise pass after a tile's GEMM runs on cache-resident data, and the
+ * GEMMs themselves are of a shape BLAS runs near peak (one [C, D] x [D, B] call is several times
+ * slower here). Each tile keeps exp(logit - tileMax); the global max and sum come from the tile
+ * maxima and sums, so no second exp pass is needed. In backward each tile forms dL/dlogits, its
+ * share of dL/dX, its weight gradient, and (fused mode) applies SGD to its rows at once.
+ */
 class HeadStep {
   accuracy: number | null = null;
   private readonly head: PartialFC;
   private readonly plan: StepPlan;
   private readonly kept: Tensor[] = [];
-  private features!: Tensor; // Xn (normalized) or X (plain softmax)
+  private features!: Tensor; // Xn (normalized) or X (plain softmax), [B, D]
+  private scaledFeaturesTransposed!: Tensor; // s * features^T, [D, B], contiguous
   private featureNorms: Tensor | null = null;
-  private activeWeight!: Tensor;
-  private activeBias: Tensor | null = null;
-  private inverseWeightNorms: Tensor | null = null;
-  private sampledIndex: Tensor | null = null;
-  private chunks: Chunk[] = [];
+  private inverseWeightNorms: Tensor | null = null; // 1 / |w| of the active rows, [numActive, 1]
+  private inverseSquaredNorms: Tensor | null = null; // [numActive, 1]
+  private tiles: Tile[] = [];
   private targetValue!: Tensor; // psi(cos) of each owned target
   private targetDerivative!: Tensor;
-  private rowMax!: Tensor;
-  private rowSum!: Tensor;
-  private singleChunkExp: Tensor | null = null;
+  /** exp(logits - tileMax), [numActive, B]; null when the logits are recomputed in backward. */
+  private exps: Tensor | null = null;
+  private tileMax!: Tensor; // [numTiles, B]
+  /** exp(tileMax - globalMax) / globalSum, [numTiles, B]: turns a tile's exps into probabilities. */
+  private tileScale!: Tensor;
 
   constructor(head: PartialFC, plan: StepPlan) {
     this.head = head;
@@ -349,154 +376,179 @@ class HeadStep {
     for (const t of this.kept.splice(0)) t.dispose();
   }
 
-  /** Scaled, margin-applied logits of a chunk of the active classes, [B, chunk.length]. */
-  private chunkLogits(chunk: Chunk, maxCosine: Tensor | null): Tensor {
+  private tileWeight(tile: Tile): Tensor {
+    const weight = this.head.weight;
+    return tile.shardRows === null ? F.narrow(weight, 0, tile.start, tile.length) : F.indexSelect(weight, 0, tile.shardRows);
+  }
+
+  private tileBias(tile: Tile): Tensor {
+    const bias = this.head.bias as Tensor;
+    return tile.shardRows === null ? F.narrow(bias, 0, tile.start, tile.length) : F.indexSelect(bias, 0, tile.shardRows);
+  }
+
+  /**
+   * Writes the tile's scaled, margin-applied logits into `out` ([tile.length, B]); in forward
+   * (`firstPass`) also records the running maximum of s * cos for the accuracy.
+   */
+  private tileLogits(tile: Tile, weight: Tensor, out: Tensor, maxScaledCosine: Tensor | null): void {
     const margin = this.head.margin;
-    const weight = F.narrow(this.activeWeight, 0, chunk.start, chunk.length);
-    let logits: Tensor;
+    op('aten::mm', 'out').call([weight, this.scaledFeaturesTransposed, out]);
     if (margin.normalized) {
-      logits = F.mm(this.features, weight.t());
-      F.mul_(logits, F.narrow(this.inverseWeightNorms as Tensor, 0, chunk.start, chunk.length));
-      F.clamp_(logits, -1, 1);
+      // s / |w| per class. A non-target cosine is never clamped: it is within rounding of [-1, 1],
+      // and only the targets (computed apart, clamped) go through acos.
+      F.mul_(out, F.narrow(this.inverseWeightNorms as Tensor, 0, tile.start, tile.length));
     } else {
-      logits = F.addmm(F.narrow(this.activeBias as Tensor, 0, chunk.start, chunk.length), this.features, weight.t());
+      F.add_(out, F.unsqueeze(this.tileBias(tile), 1), margin.s);
     }
-    if (maxCosine !== null) {
-      const chunkMax = F.amax(logits, 1);
-      const merged = F.maximum(maxCosine, chunkMax);
-      F.copy_(maxCosine, merged);
+    if (maxScaledCosine !== null) F.copy_(maxScaledCosine, F.maximum(maxScaledCosine, F.amax(out, 0)));
+    if (tile.targetTileRows !== null) {
+      const values = F.mul(F.indexSelect(this.targetValue, 0, tile.targetIndex as Tensor), margin.s);
+      F.indexPut_(out, [tile.targetTileRows, tile.targetBatchRows as Tensor], values);
     }
-    if (chunk.rows.numel > 0) F.indexPut_(logits, [chunk.rows, chunk.cols], F.indexSelect(this.targetValue, 0, chunk.which));
-    if (margin.s !== 1) F.mul_(logits, margin.s);
-    return logits;
+  }
+
+  // 1 / |w| and 1 / |w|^2 of the given rows, [rows, 1] each.
+  private static inverseNorms(weight: Tensor): [Tensor, Tensor] {
+    const inverse = F.reciprocal(F.clampMin(F.norm(weight, 2, 1, true), NORM_EPS));
+    return [inverse, F.mul(inverse, inverse)];
   }
 
   forward(localEmbeddings: Tensor): Tensor {
     const { head, plan } = this;
     const group = head.group;
     const margin = head.margin;
-    return tidy(() => {
-      const gathered = group.allGather(localEmbeddings.detach().contiguous(), { uneven: true }).wait();
-      if (margin.normalized) {
-        const norms = this.keep(F.clampMin(F.norm(gathered, 2, 1, true), NORM_EPS));
-        this.featureNorms = norms;
-        this.features = this.keep(F.div(gathered, norms));
-      } else {
-        this.features = this.keep(gathered);
-      }
-      if (plan.sampledIndex !== null) {
-        this.sampledIndex = this.keep(F.tensor(plan.sampledIndex, { dtype: 'int64' }));
-        this.activeWeight = this.keep(F.indexSelect(head.weight, 0, this.sampledIndex));
-        if (head.bias) this.activeBias = this.keep(F.indexSelect(head.bias, 0, this.sampledIndex));
-      } else {
-        this.activeWeight = head.weight.detach();
-        this.keep(this.activeWeight);
-        if (head.bias) this.activeBias = this.keep(head.bias.detach());
-      }
-      const numActive = this.activeWeight.shape[0] as number;
-      if (margin.normalized) {
-        this.inverseWeightNorms = this.keep(F.reciprocal(F.clampMin(F.norm(this.activeWeight, 2, 1), NORM_EPS)));
-      }
-
-      // Targets owned by this shard: cosine by a row-wise dot product, then psi and its slope.
-      const rows = F.tensor(plan.targetRows, { dtype: 'int64' });
-      const cols = F.tensor(plan.targetCols, { dtype: 'int64' });
-      let targetCosine: Tensor;
-      if (plan.targetRows.length === 0) {
-        targetCosine = F.zeros([0]);
-      } else {
-        const x = F.indexSelect(this.features, 0, rows);
-        const w = F.indexSelect(this.activeWeight, 0, cols);
-        targetCosine = F.sum(F.mul(x, w), 1);
+    return noGrad(() =>
+      tidy(() => {
+        const gathered = group.allGather(localEmbeddings.detach().contiguous(), { uneven: true }).wait();
         if (margin.normalized) {
-          F.mul_(targetCosine, F.indexSelect(this.inverseWeightNorms as Tensor, 0, cols));
-          F.clamp_(targetCosine, -1, 1);
+          const norms = this.keep(F.clampMin(F.norm(gathered, 2, 1, true), NORM_EPS));
+          this.featureNorms = norms;
+          this.features = this.keep(F.div(gathered, norms));
         } else {
-          F.add_(targetCosine, F.indexSelect(this.activeBias as Tensor, 0, cols));
+          this.features = this.keep(gathered);
         }
-      }
-      const { value, derivative } = margin.targetWithDerivative(targetCosine);
-      this.targetValue = this.keep(value);
-      this.targetDerivative = this.keep(derivative);
+        this.scaledFeaturesTransposed = this.keep(F.contiguous(F.mul(this.features, margin.s).t()));
+        const numActive = plan.sampledIndex?.length ?? head.numLocalClasses;
+        const B = plan.globalBatch;
 
-      const chunkSize = Math.min(head.chunkSize, Math.max(numActive, 1));
-      const colsArray = plan.targetCols;
-      for (let start = 0; start < numActive; start += chunkSize) {
-        const length = Math.min(chunkSize, numActive - start);
-        const which: number[] = [];
-        for (let i = 0; i < colsArray.length; i++) {
-          const c = colsArray[i] as number;
-          if (c >= start && c < start + length) which.push(i);
+        // Targets owned by this shard: cosine by a row-wise dot product, then psi and its slope.
+        const rows = F.tensor(plan.targetRows, { dtype: 'int64' });
+        let targetCosine: Tensor;
+        if (plan.targetRows.length === 0) {
+          targetCosine = F.zeros([0]);
+        } else {
+          const classes = F.tensor(plan.targetClasses, { dtype: 'int64' });
+          const x = F.indexSelect(this.features, 0, rows);
+          const w = F.indexSelect(head.weight, 0, classes);
+          targetCosine = F.sum(F.mul(x, w), 1);
+          if (margin.normalized) {
+            F.div_(targetCosine, F.clampMin(F.norm(w, 2, 1), NORM_EPS));
+            F.clamp_(targetCosine, -1, 1);
+          } else {
+            F.add_(targetCosine, F.indexSelect(head.bias as Tensor, 0, classes));
+          }
         }
-        this.chunks.push({
-          start,
-          length,
-          rows: this.keep(F.tensor(which.map((i) => plan.targetRows[i] as number), { dtype: 'int64' })),
-          cols: this.keep(F.tensor(which.map((i) => (colsArray[i] as number) - start), { dtype: 'int64' })),
-          which: this.keep(F.tensor(which, { dtype: 'int64' })),
+        const { value, derivative } = margin.targetWithDerivative(targetCosine);
+        this.targetValue = this.keep(value);
+        this.targetDerivative = this.keep(derivative);
+
+        // Tiles: the recompute mode (chunkSize below the active set) keeps no logits at all.
+        const recompute = head.chunkSize < numActive;
+        const tileRows = Math.max(1, Math.min(head.updateBlockRows, recompute ? head.chunkSize : numActive));
+        const sampled = plan.sampledIndex === null ? null : F.tensor(plan.sampledIndex, { dtype: 'int64' });
+        const targetsByTile = new Map<number, number[]>();
+        plan.targetCols.forEach((col, i) => {
+          const tileIndex = Math.floor(col / tileRows);
+          const list = targetsByTile.get(tileIndex);
+          if (list === undefined) targetsByTile.set(tileIndex, [i]);
+          else list.push(i);
         });
-      }
-
-      const B = plan.globalBatch;
-      const maxCosine = head.computeAccuracy ? F.full([B], -2) : null;
-      const rowMax = F.full([B], -Infinity);
-      const rowSum = F.zeros([B]);
-      if (this.chunks.length === 1) {
-        const logits = this.keep(this.chunkLogits(this.chunks[0] as Chunk, maxCosine));
-        F.copy_(rowMax, F.amax(logits, 1));
-        this.allReduceMax(rowMax, maxCosine);
-        F.sub_(logits, F.unsqueeze(rowMax, 1));
-        F.exp_(logits);
-        F.copy_(rowSum, F.sum(logits, 1));
-        this.singleChunkExp = logits;
-      } else {
-        // Online max/sum over chunks; logits are recomputed in backward.
-        for (const chunk of this.chunks) {
-          tidy(() => {
-            const logits = this.chunkLogits(chunk, maxCosine);
-            const newMax = F.maximum(rowMax, F.amax(logits, 1));
-            F.mul_(rowSum, F.exp(F.sub(rowMax, newMax)));
-            F.add_(rowSum, F.sum(F.exp(F.sub(logits, F.unsqueeze(newMax, 1))), 1));
-            F.copy_(rowMax, newMax);
+        for (let start = 0, index = 0; start < numActive; start += tileRows, index++) {
+          const length = Math.min(tileRows, numActive - start);
+          const targets = targetsByTile.get(index);
+          const int64 = (values: number[]): Tensor => this.keep(F.tensor(values, { dtype: 'int64' }));
+          this.tiles.push({
+            start,
+            length,
+            shardRows: sampled === null ? null : this.keep(F.narrow(sampled, 0, start, length)),
+            targetTileRows: targets ? int64(targets.map((i) => (plan.targetCols[i] as number) - start)) : null,
+            targetBatchRows: targets ? int64(targets.map((i) => plan.targetRows[i] as number)) : null,
+            targetIndex: targets ? int64(targets) : null,
           });
         }
-        const localMax = F.clone(rowMax);
-        this.allReduceMax(rowMax, maxCosine);
-        F.mul_(rowSum, F.exp(F.sub(localMax, rowMax)));
-      }
-      this.rowMax = this.keep(rowMax);
 
-      // One AllReduce(SUM) carries the row sums, the target logits and (optionally) target cosines.
-      const targetLogits = F.zeros([B]);
-      const targetCosines = F.zeros([B]);
-      if (rows.numel > 0) {
-        F.indexPut_(targetLogits, [rows], F.mul(this.targetValue, margin.s));
-        F.indexPut_(targetCosines, [rows], targetCosine);
-      }
-      const packed = F.cat(head.computeAccuracy ? [rowSum, targetLogits, targetCosines] : [rowSum, targetLogits]);
-      group.allReduce(packed, 'sum').wait();
-      const [sums, targets, cosines] = F.split(packed, B);
-      this.rowSum = this.keep(F.clone(sums as Tensor));
-      if (maxCosine !== null) {
-        // The target cosine comes from a dot product, the maxima from a GEMM: allow their rounding.
-        this.accuracy = F.mean(F.ge(F.add(cosines as Tensor, 1e-5), maxCosine).float()).item();
-      }
-      // loss = mean(log(sum) + max - target)
-      return F.mean(F.sub(F.add(F.log(this.rowSum), this.rowMax), targets as Tensor));
-    });
+        if (margin.normalized) {
+          if (sampled === null) {
+            // One pass over the whole shard; with sampling, each tile does its gathered rows.
+            const [inverse, inverseSquared] = HeadStep.inverseNorms(head.weight);
+            this.inverseWeightNorms = this.keep(inverse);
+            this.inverseSquaredNorms = this.keep(inverseSquared);
+          } else {
+            this.inverseWeightNorms = this.keep(F.empty([numActive, 1]));
+            this.inverseSquaredNorms = this.keep(F.empty([numActive, 1]));
+          }
+        }
+        if (!recompute) this.exps = this.keep(F.empty([numActive, B]));
+        const tileMax = F.empty([this.tiles.length, B]);
+        const tileSum = F.empty([this.tiles.length, B]);
+        const maxScaledCosine = head.computeAccuracy ? F.full([B], -Infinity) : null;
+        this.tiles.forEach((tile, t) => {
+          tidy(() => {
+            const logits = this.exps !== null ? F.narrow(this.exps, 0, tile.start, tile.length) : F.empty([tile.length, B]);
+            const weight = this.tileWeight(tile);
+            if (margin.normalized && sampled !== null) {
+              const [inverse, inverseSquared] = HeadStep.inverseNorms(weight);
+              F.copy_(F.narrow(this.inverseWeightNorms as Tensor, 0, tile.start, tile.length), inverse);
+              F.copy_(F.narrow(this.inverseSquaredNorms as Tensor, 0, tile.start, tile.length), inverseSquared);
+            }
+            this.tileLogits(tile, weight, logits, maxScaledCosine);
+            const max = F.narrow(tileMax, 0, t, 1);
+            op('aten::amax', 'out').call([logits, [0], true, max]);
+            F.exp_(F.sub_(logits, max));
+            op('aten::sum', 'IntList_out').call([logits, [0], true, null, F.narrow(tileSum, 0, t, 1)]);
+          });
+        });
+        this.tileMax = this.keep(tileMax);
+
+        const rowMax = F.amax(tileMax, 0);
+        this.allReduceMax(rowMax, maxScaledCosine);
+        // Each tile's sum, rescaled from its own maximum to the global one.
+        const rescale = F.exp(F.sub(tileMax, F.unsqueeze(rowMax, 0)));
+        const rowSum = F.sum(F.mul(tileSum, rescale), 0);
+
+        // One AllReduce(SUM) carries the row sums, the target logits and (optionally) target cosines.
+        const targetLogits = F.zeros([B]);
+        const targetCosines = F.zeros([B]);
+        if (rows.numel > 0) {
+          F.indexPut_(targetLogits, [rows], F.mul(this.targetValue, margin.s));
+          F.indexPut_(targetCosines, [rows], targetCosine);
+        }
+        const packed = F.cat(head.computeAccuracy ? [rowSum, targetLogits, targetCosines] : [rowSum, targetLogits]);
+        group.allReduce(packed, 'sum').wait();
+        const [sums, targets, cosines] = F.split(packed, B) as [Tensor, Tensor, Tensor | undefined];
+        this.tileScale = this.keep(F.div(rescale, F.unsqueeze(sums, 0)));
+        if (maxScaledCosine !== null) {
+          // The target cosine comes from a dot product, the maxima from a GEMM: allow their rounding.
+          const maxCosine = F.clamp(F.div(maxScaledCosine, margin.s), -1, 1);
+          this.accuracy = F.mean(F.ge(F.add(cosines as Tensor, 1e-5), maxCosine).float()).item();
+        }
+        // loss = mean(log(sum) + max - target)
+        return F.mean(F.sub(F.add(F.log(sums), rowMax), targets));
+      }),
+    );
   }
 
-  private allReduceMax(rowMax: Tensor, maxCosine: Tensor | null): void {
+  private allReduceMax(rowMax: Tensor, maxScaledCosine: Tensor | null): void {
     const group = this.head.group;
-    if (maxCosine === null) {
+    if (maxScaledCosine === null) {
       group.allReduce(rowMax, 'max').wait();
       return;
     }
     const B = this.plan.globalBatch;
-    const packed = F.cat([rowMax, maxCosine]);
+    const packed = F.cat([rowMax, maxScaledCosine]);
     group.allReduce(packed, 'max').wait();
     F.copy_(rowMax, F.narrow(packed, 0, 0, B));
-    F.copy_(maxCosine, F.narrow(packed, 0, B, B));
+    F.copy_(maxScaledCosine, F.narrow(packed, 0, B, B));
   }
 
   backward(gradLoss: Tensor | null): (Tensor | null)[] {
@@ -507,60 +559,64 @@ class HeadStep {
         tidy(() => {
           const scale = gradLoss === null ? 1 : gradLoss.item();
           const coefficient = (scale * margin.s) / plan.globalBatch;
-          const rowScale = F.unsqueeze(F.div(F.fullLike(this.rowSum, coefficient), this.rowSum), 1);
+          const B = plan.globalBatch;
           const D = head.embeddingSize;
-          const numActive = this.activeWeight.shape[0] as number;
           const dense = head.update === 'dense';
-          const weightGrad = dense ? F.zeros([numActive, D]) : null;
-          const biasGrad = dense && this.activeBias ? F.zeros([numActive]) : null;
-          const featureGrad = F.zeros([plan.globalBatch, D]);
+          const fused = dense ? null : head.fusedHyperparameters();
+          const weightGrad = dense ? F.zeros([head.numLocalClasses, D]) : null;
+          const biasGrad = dense && head.bias ? F.zeros([head.numLocalClasses]) : null;
+          const featureGrad = F.zeros([B, D]);
+          const probabilityScale = F.mul(this.tileScale, coefficient);
 
-          for (const chunk of this.chunks) {
+          const decay = F.full([1], fused?.weightDecay ?? 0);
+          this.tiles.forEach((tile, t) => {
             tidy(() => {
-              // G = dL/dcos for the chunk (in place on the exp(logits - max) buffer).
+              const weight = this.tileWeight(tile);
+              // G = dL/dlogits * (1/s chain folded into coefficient), in place on the tile's exps.
               let grad: Tensor;
-              if (this.singleChunkExp !== null) {
-                grad = this.singleChunkExp;
+              if (this.exps !== null) {
+                grad = F.narrow(this.exps, 0, tile.start, tile.length);
               } else {
-                grad = this.chunkLogits(chunk, null);
-                F.sub_(grad, F.unsqueeze(this.rowMax, 1));
-                F.exp_(grad);
+                grad = F.empty([tile.length, B]);
+                this.tileLogits(tile, weight, grad, null);
+                F.exp_(F.sub_(grad, F.narrow(this.tileMax, 0, t, 1)));
               }
-              F.mul_(grad, rowScale);
-              if (chunk.rows.numel > 0) {
-                const atTargets = F.sub(F.index(grad, [chunk.rows, chunk.cols]), coefficient);
-                F.indexPut_(grad, [chunk.rows, chunk.cols], F.mul(atTargets, F.indexSelect(this.targetDerivative, 0, chunk.which)));
+              F.mul_(grad, F.narrow(probabilityScale, 0, t, 1));
+              if (tile.targetTileRows !== null) {
+                const at = [tile.targetTileRows, tile.targetBatchRows as Tensor];
+                const slope = F.indexSelect(this.targetDerivative, 0, tile.targetIndex as Tensor);
+                F.indexPut_(grad, at, F.mul(F.sub(F.index(grad, at), coefficient), slope));
               }
-              const weight = F.narrow(this.activeWeight, 0, chunk.start, chunk.length);
-              if (margin.normalized) F.mul_(grad, F.narrow(this.inverseWeightNorms as Tensor, 0, chunk.start, chunk.length));
-              // dX (normalized features) += G' W
-              F.addmm_(featureGrad, grad, weight);
-              // dW = G'^T X in row blocks, so no [numActive, D] gradient (or temporary) ever exists:
-              // each block is projected (normalized centres) and then applied or stored.
-              for (let offset = 0; offset < chunk.length; offset += head.updateBlockRows) {
-                tidy(() => {
-                  const rows = Math.min(head.updateBlockRows, chunk.length - offset);
-                  const block: Chunk = { ...chunk, start: chunk.start + offset, length: rows };
-                  const blockGrad = F.narrow(grad, 1, offset, rows);
-                  const blockWeight = F.narrow(weight, 0, offset, rows);
-                  const weightBlockGrad = F.mm(blockGrad.t(), this.features);
-                  if (margin.normalized) {
-                    const inverse = F.narrow(this.inverseWeightNorms as Tensor, 0, block.start, rows);
-                    const radial = F.mul(F.sum(F.mul(weightBlockGrad, blockWeight), 1), F.mul(inverse, inverse));
-                    F.sub_(weightBlockGrad, F.mul(blockWeight, F.unsqueeze(radial, 1)));
-                  }
-                  const biasBlockGrad = this.activeBias ? F.sum(blockGrad, 0) : null;
-                  if (dense) {
-                    F.copy_(F.narrow(weightGrad as Tensor, 0, block.start, rows), weightBlockGrad);
-                    if (biasBlockGrad) F.copy_(F.narrow(biasGrad as Tensor, 0, block.start, rows), biasBlockGrad);
-                  } else {
-                    this.fusedUpdate(block, weightBlockGrad, biasBlockGrad);
-                  }
-                });
+              if (margin.normalized) F.mul_(grad, F.narrow(this.inverseWeightNorms as Tensor, 0, tile.start, tile.length));
+              // dXn += G^T W
+              F.addmm_(featureGrad, grad.t(), weight);
+              // dW = G Xn; through the centre normalization dW -= (dW . w) / |w|^2 w, which the
+              // update folds into the weight-decay coefficient of w: (wd - (dW . w) / |w|^2).
+              const tileWeightGrad = F.mm(grad, this.features);
+              let wCoefficient: Tensor | null = null;
+              if (margin.normalized) {
+                const radial = F.unsqueeze(op('aten::linalg_vecdot').tensor(tileWeightGrad, weight, 1), 1);
+                const inverseSquared = F.narrow(this.inverseSquaredNorms as Tensor, 0, tile.start, tile.length);
+                wCoefficient = op('aten::addcmul').tensor(decay, radial, inverseSquared, -1);
+              }
+              const tileBiasGrad = head.bias ? F.sum(grad, 1) : null;
+              if (fused !== null) {
+                // torch.optim.SGD on the tile's rows: d = g + wd w; m = mu m + d; w -= lr m.
+                if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
+                else if (fused.weightDecay !== 0) F.add_(tileWeightGrad, weight, fused.weightDecay);
+                this.applySgd(tile, weight, this.head.momentumBuffer('weight_momentum'), tileWeightGrad, fused);
+                if (tileBiasGrad !== null) {
+                  const bias = this.tileBias(tile);
+                  this.applySgd(tile, bias, this.head.momentumBuffer('bias_momentum'), tileBiasGrad, fused);
+                }
+              } else {
+                if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
+                this.place(tile, weightGrad as Tensor, tileWeightGrad);
+                if (tileBiasGrad !== null) this.place(tile, biasGrad as Tensor, tileBiasGrad);
               }
             });
-          }
-          if (this.singleChunkExp !== null) this.singleChunkExp.dispose();
+          });
+          if (this.exps !== null) this.exps.dispose();
 
           // Through the feature normalization: dX = (dXn - (dXn . Xn) Xn) / |X|.
           let inputGrad = featureGrad;
@@ -572,9 +628,8 @@ class HeadStep {
           head.group.allReduce(inputGrad, 'sum').wait();
           const localGrad = F.narrow(inputGrad, 0, plan.rowStart, plan.localBatch).contiguous();
 
-          const result: (Tensor | null)[] = [localGrad];
-          result.push(dense ? this.scatterToShard(weightGrad as Tensor) : null);
-          if (head.bias) result.push(dense ? this.scatterToShard(biasGrad as Tensor) : null);
+          const result: (Tensor | null)[] = [localGrad, weightGrad];
+          if (head.bias) result.push(biasGrad);
           return result;
         }),
       );
@@ -583,40 +638,21 @@ class HeadStep {
     }
   }
 
-  // Dense gradients of the sampled rows placed into a zero gradient of the whole shard.
-  private scatterToShard(activeGrad: Tensor): Tensor {
-    if (this.sampledIndex === null) return activeGrad;
-    const full = F.zeros([this.head.numLocalClasses, ...activeGrad.shape.slice(1)]);
-    F.indexCopy_(full, 0, this.sampledIndex, activeGrad);
-    return full;
+  // A tile's gradient rows into the shard-sized dense gradient.
+  private place(tile: Tile, shardGrad: Tensor, tileGrad: Tensor): void {
+    if (tile.shardRows === null) F.copy_(F.narrow(shardGrad, 0, tile.start, tile.length), tileGrad);
+    else F.indexCopy_(shardGrad, 0, tile.shardRows, tileGrad);
   }
 
-  // torch.optim.SGD's rule on the touched rows only: d = g + wd*w; m = mu*m + d; w -= lr*m.
-  private fusedUpdate(chunk: Chunk, weightGrad: Tensor, biasGrad: Tensor | null): void {
-    const { lr, momentum, weightDecay } = this.head.fusedHyperparameters();
-    const apply = (param: Tensor, buffer: Tensor, grad: Tensor, decay: number): void => {
-      if (this.sampledIndex === null) {
-        const p = F.narrow(param, 0, chunk.start, chunk.length);
-        const m = F.narrow(buffer, 0, chunk.start, chunk.length);
-        if (decay !== 0) F.add_(grad, p, decay);
-        F.add_(F.mul_(m, momentum), grad);
-        F.add_(p, m, -lr);
-        return;
-      }
-      const rows = F.narrow(this.sampledIndex, 0, chunk.start, chunk.length);
-      // The sampled rows were gathered in forward (and are not modified since): update that copy.
-      const gathered = param === this.head.weight ? this.activeWeight : this.activeBias;
-      const p = gathered !== null ? F.narrow(gathered, 0, chunk.start, chunk.length) : F.indexSelect(param, 0, rows);
-      const m = F.indexSelect(buffer, 0, rows);
-      if (decay !== 0) F.add_(grad, p, decay);
-      F.add_(F.mul_(m, momentum), grad);
-      F.add_(p, m, -lr);
-      F.indexCopy_(param, 0, rows, p);
-      F.indexCopy_(buffer, 0, rows, m);
-    };
-    noGrad(() => {
-      apply(this.head.weight, this.head.momentumBuffer('weight_momentum'), weightGrad, weightDecay);
-      if (biasGrad && this.head.bias) apply(this.head.bias, this.head.momentumBuffer('bias_momentum'), biasGrad, 0);
-    });
+  // m = mu m + d; w -= lr m, on the tile's rows (`param` is the tile's slice or its gathered copy).
+  private applySgd(tile: Tile, param: Tensor, buffer: Tensor, direction: Tensor, hyper: Required<FusedSgdOptions>): void {
+    const momentum = tile.shardRows === null ? F.narrow(buffer, 0, tile.start, tile.length) : F.indexSelect(buffer, 0, tile.shardRows);
+    op('aten::add', 'out').call([direction, momentum, hyper.momentum, momentum]);
+    F.add_(param, momentum, -hyper.lr);
+    if (tile.shardRows !== null) {
+      const shardParam = param.ndim === 2 ? this.head.weight : (this.head.bias as Tensor);
+      F.indexCopy_(shardParam, 0, tile.shardRows, param);
+      F.indexCopy_(buffer, 0, tile.shardRows, momentum);
+    }
   }
 }

@@ -78,6 +78,17 @@ function findAddon(): string {
   throw new Error('plsc native addon not built: run `npm run build:native` (needs libtorch-dev; see README)');
 }
 
+/**
+ * Thread-pool waiting, read by libgomp and OpenBLAS when the addon loads them (so set before it):
+ * libtorch's OpenMP workers and OpenBLAS's own workers take turns on the same cores, and by default
+ * each pool spins for a long time after its work is done, stealing the core from the other
+ * (measured on 2 cores: a 1M-class head step 10.5 s -> 6.3 s). A value the user set is kept.
+ */
+export const THREAD_WAIT_ENV: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_THREAD_TIMEOUT: '4' };
+/** The THREAD_WAIT_ENV names this process set (the user had not); benchmark peers run without them. */
+export const injectedThreadEnv: readonly string[] = Object.keys(THREAD_WAIT_ENV).filter((name) => process.env[name] === undefined);
+for (const name of injectedThreadEnv) process.env[name] = THREAD_WAIT_ENV[name];
+
 const require = createRequire(import.meta.url);
 export const native: NativeAddon = require(findAddon()) as NativeAddon;
 

@@ -147,45 +147,48 @@ test('sampling is deterministic given the seed and changes with the step', () =>
 });
 
 test('fused sparse-momentum update equals SGD on sampled rows and leaves the others untouched', () => {
-  tidy(() => {
-    manualSeed(2);
-    const B = 6, D = 4, C = 30;
-    const labels = [0, 7, 7, 15, 29, 3];
-    const weight = F.randn([C, D]);
-    const x = F.randn([B, D]);
-    const lr = 0.1, momentum = 0.9, weightDecay = 0.01;
-    const dense = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3 });
-    const fused = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3, update: 'fused', updateBlockRows: 4, fusedSgd: { lr, momentum, weightDecay } });
-    noGrad(() => {
-      dense.weight.copy_(weight);
-      fused.weight.copy_(weight);
-    });
-    const manualMomentum = F.zeros([C, D]);
-    for (let step = 0; step < 3; step++) {
-      const before = fused.weight.clone();
-      const momentumBefore = fused.stateDict()['weight_momentum']?.clone() as Tensor;
-      runHead(dense, x, labels);
-      runHead(fused, x, labels);
-      const grad = dense.weight.grad as Tensor;
-      const touched = F.nonzero(F.ne(F.sum(F.abs(grad), 1), 0)).toArray();
-      const idx = F.tensor(touched, { dtype: 'int64' });
-      // Reference: SGD restricted to the touched rows.
+  // Kept logits, and recomputed ones (chunkSize) whose tiles are updated while later tiles still wait.
+  for (const recompute of [{}, { chunkSize: 5 }]) {
+    tidy(() => {
+      manualSeed(2);
+      const B = 6, D = 4, C = 30;
+      const labels = [0, 7, 7, 15, 29, 3];
+      const weight = F.randn([C, D]);
+      const x = F.randn([B, D]);
+      const lr = 0.1, momentum = 0.9, weightDecay = 0.01;
+      const dense = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3 });
+      const fused = new PartialFC({ embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3, update: 'fused', updateBlockRows: 4, ...recompute, fusedSgd: { lr, momentum, weightDecay } });
       noGrad(() => {
-        const g = F.add(F.indexSelect(grad, 0, idx), F.indexSelect(dense.weight, 0, idx), weightDecay);
-        const m = F.add(F.mul(F.indexSelect(manualMomentum, 0, idx), momentum), g);
-        F.indexCopy_(manualMomentum, 0, idx, m);
-        F.indexCopy_(dense.weight, 0, idx, F.sub(F.indexSelect(dense.weight, 0, idx), F.mul(m, lr)));
-        dense.weight.grad = null;
+        dense.weight.copy_(weight);
+        fused.weight.copy_(weight);
       });
-      assert.ok(maxRelativeError(fused.weight.dataSync() as Float32Array, dense.weight.dataSync() as Float32Array) < 1e-5, `weights after step ${step}`);
-      const untouchedMask = F.eq(F.sum(F.abs(grad), 1), 0);
-      const changed = F.ne(F.sum(F.abs(F.sub(fused.weight, before)), 1), 0);
-      assert.equal(F.sum(F.logicalAnd(untouchedMask, changed).float()).item(), 0, 'unsampled rows unchanged');
-      const momentumNow = fused.stateDict()['weight_momentum'] as Tensor;
-      const momentumChanged = F.ne(F.sum(F.abs(F.sub(momentumNow, momentumBefore)), 1), 0);
-      assert.equal(F.sum(F.logicalAnd(untouchedMask, momentumChanged).float()).item(), 0, 'unsampled momentum unchanged');
-    }
-  });
+      const manualMomentum = F.zeros([C, D]);
+      for (let step = 0; step < 3; step++) {
+        const before = fused.weight.clone();
+        const momentumBefore = fused.stateDict()['weight_momentum']?.clone() as Tensor;
+        runHead(dense, x, labels);
+        runHead(fused, x, labels);
+        const grad = dense.weight.grad as Tensor;
+        const touched = F.nonzero(F.ne(F.sum(F.abs(grad), 1), 0)).toArray();
+        const idx = F.tensor(touched, { dtype: 'int64' });
+        // Reference: SGD restricted to the touched rows.
+        noGrad(() => {
+          const g = F.add(F.indexSelect(grad, 0, idx), F.indexSelect(dense.weight, 0, idx), weightDecay);
+          const m = F.add(F.mul(F.indexSelect(manualMomentum, 0, idx), momentum), g);
+          F.indexCopy_(manualMomentum, 0, idx, m);
+          F.indexCopy_(dense.weight, 0, idx, F.sub(F.indexSelect(dense.weight, 0, idx), F.mul(m, lr)));
+          dense.weight.grad = null;
+        });
+        assert.ok(maxRelativeError(fused.weight.dataSync() as Float32Array, dense.weight.dataSync() as Float32Array) < 1e-5, `weights after step ${step} (${JSON.stringify(recompute)})`);
+        const untouchedMask = F.eq(F.sum(F.abs(grad), 1), 0);
+        const changed = F.ne(F.sum(F.abs(F.sub(fused.weight, before)), 1), 0);
+        assert.equal(F.sum(F.logicalAnd(untouchedMask, changed).float()).item(), 0, 'unsampled rows unchanged');
+        const momentumNow = fused.stateDict()['weight_momentum'] as Tensor;
+        const momentumChanged = F.ne(F.sum(F.abs(F.sub(momentumNow, momentumBefore)), 1), 0);
+        assert.equal(F.sum(F.logicalAnd(untouchedMask, momentumChanged).float()).item(), 0, 'unsampled momentum unchanged');
+      }
+    });
+  }
 });
 
 test('labels are validated with the offending index named', () => {

@@ -1,6 +1,7 @@
 // The tensor engine: creation, dtypes, data access, scopes, autograd entry points, errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
   ops as F,
   tidy,
@@ -217,4 +218,21 @@ test('threads are set for libtorch and the BLAS pool', () => {
   const info = backendInfo();
   assert.match(info.torchVersion, /^\d+\.\d+/);
   assert.equal(typeof info.blasThreadControl, 'string');
+});
+
+test('thread pools wait passively unless the user chose otherwise (set before libgomp/OpenBLAS load)', () => {
+  const probe = [
+    "const native = await import(process.argv[1]);",
+    "console.log(JSON.stringify({ omp: process.env.OMP_WAIT_POLICY, blas: process.env.OPENBLAS_THREAD_TIMEOUT, injected: native.injectedThreadEnv }));",
+  ].join('\n');
+  const nativeModule = new URL('../../src/torch/native.js', import.meta.url).href;
+  const run = (extra: Record<string, string>): { omp: string; blas: string; injected: string[] } => {
+    const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+    if (!('OMP_WAIT_POLICY' in extra)) delete env.OMP_WAIT_POLICY;
+    if (!('OPENBLAS_THREAD_TIMEOUT' in extra)) delete env.OPENBLAS_THREAD_TIMEOUT;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe, nativeModule], { env, encoding: 'utf8' });
+    return JSON.parse(out.trim().split('\n').pop() as string) as { omp: string; blas: string; injected: string[] };
+  };
+  assert.deepEqual(run({}), { omp: 'PASSIVE', blas: '4', injected: ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT'] });
+  assert.deepEqual(run({ OMP_WAIT_POLICY: 'ACTIVE' }), { omp: 'ACTIVE', blas: '4', injected: ['OPENBLAS_THREAD_TIMEOUT'] });
 });
