@@ -2,6 +2,8 @@
 import { native, type DType } from './native.js';
 import { op, type OpArg } from './dispatch.js';
 import { Tensor, type Shape, type TensorOrScalar, type TypedArray } from './tensor.js';
+import { customFunction } from './autograd.js';
+import { keep, tidy } from './scope.js';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -411,8 +413,40 @@ export function batchNorm(
 ): Tensor {
   return op('aten::batch_norm').tensor(x, weight, bias, runningMean, runningVar, options.training, options.momentum ?? 0.1, options.eps ?? 1e-5, false);
 }
+/**
+ * PReLU: x where x > 0, else weight * x (weight: one slope, or one per channel of dim 1).
+ * The gradient is formed here from vectorized ops: libtorch 1.13's prelu_backward is a scalar
+ * per-channel loop that took 475 ms of an IR-18 backward at batch 32 (the forward takes 12 ms).
+ */
 export function prelu(x: Tensor, weight: Tensor): Tensor {
-  return op('aten::prelu').tensor(x, weight);
+  if (!native.isGradEnabled() || !(x.requiresGrad || weight.requiresGrad)) return op('aten::prelu').tensor(x, weight);
+  const savedInput = keep(x.detach());
+  const savedWeight = keep(weight.detach());
+  const [out] = customFunction(
+    'PreluBackward',
+    [x, weight],
+    () => [op('aten::prelu').tensor(x, weight)],
+    ([gradOutput]) => {
+      try {
+        return gradOutput === null ? [null, null] : tidy(() => preluGradients(gradOutput, savedInput, savedWeight));
+      } finally {
+        savedInput.dispose();
+        savedWeight.dispose();
+      }
+    },
+  );
+  return out as Tensor;
+}
+
+function preluGradients(grad: Tensor, x: Tensor, weight: Tensor): [Tensor, Tensor] {
+  const perChannel = weight.numel > 1;
+  const rank = x.ndim;
+  // The slopes broadcast along dim 1: [1, C, 1, ...].
+  const slopes = perChannel ? weight.reshape([1, weight.numel, ...new Array<number>(Math.max(0, rank - 2)).fill(1)]) : weight.reshape([]);
+  const gradInput = where(gt(x, 0), grad, mul(grad, slopes));
+  const weightTerms = mul(grad, op('aten::clamp_max').tensor(x, 0));
+  const reduced = perChannel ? sum(weightTerms, [0, ...Array.from({ length: Math.max(0, rank - 2) }, (_, i) => i + 2)]) : sum(weightTerms);
+  return [gradInput, reduced.reshape(weight.shape)];
 }
 export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
   return op('aten::leaky_relu').tensor(x, negativeSlope);

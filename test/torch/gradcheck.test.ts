@@ -26,6 +26,12 @@ check('linear with bias', (x, w, b) => F.linear(x, w, b), () => [f64([3, 4]), f6
 check('conv2d stride/pad/groups', (x, w, b) => F.conv2d(x, w, b, { stride: 2, padding: 1, groups: 2 }), () => [f64([2, 4, 5, 5]), f64([4, 2, 3, 3]), f64([4])]);
 check('batchNorm training', (x, w, b) => F.batchNorm(x, null, null, w, b, { training: true, eps: 1e-5 }), () => [f64([4, 3, 2, 2]), f64([3]), f64([3])]);
 check('prelu', (x, w) => F.prelu(x, w), () => [f64([2, 3, 2, 2]), f64([3], 0.3)]);
+check('prelu: one slope, [N, C] input, channels-last input', (x, w, y, v) => F.add(F.sum(F.prelu(x, w)), F.sum(F.prelu(F.contiguous(y, 'channels_last'), v))), () => [
+  f64([4, 3], 0.3),
+  f64([1], 0.3),
+  f64([2, 3, 2, 2]),
+  f64([3], 0.3),
+]);
 check('relu/leakyRelu', (x) => F.add(F.relu(x), F.leakyRelu(x, 0.1)), () => [F.tensor([-1, -0.2, 0.3, 1.4], { dtype: 'float64' }).requiresGrad_(true)]);
 check('maxPool2d', (x) => F.maxPool2d(x, 2), () => [f64([1, 2, 4, 4])]);
 check('avgPool2d/adaptiveAvgPool2d', (x) => F.add(F.avgPool2d(x, 2), F.adaptiveAvgPool2d(x, 2)), () => [f64([1, 2, 4, 4])]);
