@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ops as F, tidy, optim, manualSeed, getNumThreads, createBackbone, resolveConfig, Trainer, type PhaseTimes } from '../src/index.js';
 import { median } from './peer.js';
+import { ProcessGroup, initProcessGroup } from '../src/distributed/process-group.js';
+import { readDistributedEnv } from '../src/distributed/env.js';
 
 export interface TrainBenchSettings {
   model: string;
@@ -18,6 +20,14 @@ export interface TrainBenchSettings {
   steps: number;
   /** Workers in the run (used to size the synthetic dataset). */
   nproc: number;
+  /** Only the backbone-only step (a later round of the plsc/PyTorch alternation). */
+  backboneOnly?: boolean;
+}
+
+/** One round of the backbone-only step: the median ms averaged over the workers, and by rank. */
+export interface BackboneRoundNumbers {
+  backboneStepMs: number;
+  backboneStepMsPerRank: number[];
 }
 
 export interface WorkerTrainNumbers {
@@ -92,6 +102,14 @@ function measureBackboneStep(settings: TrainBenchSettings, beforeTiming: () => v
     optimizer.dispose();
     backbone.dispose();
   }
+}
+
+/** The backbone-only step alone, in this worker (every rank calls it at once). */
+export async function measureBackboneRound(settings: TrainBenchSettings): Promise<BackboneRoundNumbers> {
+  const group = readDistributedEnv() === null ? ProcessGroup.local() : await initProcessGroup();
+  const backboneStepMs = measureBackboneStep(settings, () => group.barrier().wait());
+  const perRank = tidy(() => group.allGather(F.tensor([backboneStepMs], { dtype: 'float64' })).wait().toArray());
+  return { backboneStepMs: perRank.reduce((a, b) => a + b, 0) / perRank.length, backboneStepMsPerRank: perRank };
 }
 
 /**

@@ -2,7 +2,7 @@
 // torchrun environment, runs the measurements, and rank 0 writes them to PLSC_BENCH_TRAIN_RESULT.
 import { writeFileSync } from 'node:fs';
 import { destroyProcessGroup, isProcessGroupInitialized } from '../src/index.js';
-import { measureWorker, type TrainBenchSettings } from './train-measure.js';
+import { measureBackboneRound, measureWorker, type TrainBenchSettings } from './train-measure.js';
 
 const settingsJson = process.env.PLSC_BENCH_TRAIN;
 const resultPath = process.env.PLSC_BENCH_TRAIN_RESULT;
@@ -10,6 +10,7 @@ if (settingsJson === undefined || resultPath === undefined) {
   console.error('plsc bench train worker: PLSC_BENCH_TRAIN and PLSC_BENCH_TRAIN_RESULT must be set (this script is started by plsc bench train)');
   process.exit(2);
 }
-const numbers = await measureWorker(JSON.parse(settingsJson) as TrainBenchSettings);
+const settings = JSON.parse(settingsJson) as TrainBenchSettings;
+const numbers = settings.backboneOnly === true ? await measureBackboneRound(settings) : await measureWorker(settings);
 if (Number(process.env.RANK ?? '0') === 0) writeFileSync(resultPath, JSON.stringify(numbers));
 if (isProcessGroupInitialized()) destroyProcessGroup();
