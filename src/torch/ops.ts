@@ -443,8 +443,11 @@ function preluGradients(grad: Tensor, x: Tensor, weight: Tensor): [Tensor, Tenso
   const rank = x.ndim;
   // The slopes broadcast along dim 1: [1, C, 1, ...].
   const slopes = perChannel ? weight.reshape([1, weight.numel, ...new Array<number>(Math.max(0, rank - 2)).fill(1)]) : weight.reshape([]);
-  const gradInput = where(gt(x, 0), grad, mul(grad, slopes));
-  const weightTerms = mul(grad, op('aten::clamp_max').tensor(x, 0));
+  // positive = g where x > 0; negative = g where x <= 0; dx = positive + w * negative; dw = sum(x * negative).
+  const gradInput = op('aten::threshold_backward').tensor(grad, x, 0);
+  const negativePart = sub(grad, gradInput);
+  op('aten::addcmul_').inPlace(gradInput, negativePart, slopes);
+  const weightTerms = negativePart.mul_(x);
   const reduced = perChannel ? sum(weightTerms, [0, ...Array.from({ length: Math.max(0, rank - 2) }, (_, i) => i + 2)]) : sum(weightTerms);
   return [gradInput, reduced.reshape(weight.shape)];
 }
