@@ -40,6 +40,9 @@ bench: build deps-peer
 	node bin/plsc.js bench engine
 	node bin/plsc.js bench comm
 	node bin/plsc.js bench head --classes 1000000 --batch 256 --sample-rate 1.0 --peer pytorch
+	node bin/plsc.js bench head --classes 1000000 --batch 256 --sample-rate 0.1 --peer pytorch
+	node bin/plsc.js bench train --model iresnet18 --nproc 1
+	node bin/plsc.js bench train --model iresnet18 --nproc 2
 	node bin/plsc.js bench serve
 
 clean:
