@@ -1,6 +1,6 @@
 // `plsc export`: a training checkpoint to model.onnx (parity-checked) and optional class centres.
-import { relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { formatBytes, shellQuote, shown } from '../cli/format.js';
 
 const EXPORT_USAGE = `usage: plsc export --checkpoint DIR --out model.onnx [options]
 
@@ -22,24 +22,6 @@ function integerFlag(value: string | undefined, name: string, minimum: number): 
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
   return parsed;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
-  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
-  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
-  return `${bytes} B`;
-}
-
-/** A path as the user would type it: relative to the working directory when that is shorter. */
-function shown(path: string): string {
-  const absolute = resolve(path);
-  const rel = relative(process.cwd(), absolute);
-  return rel !== '' && !rel.startsWith('..') && rel.length < absolute.length ? rel : absolute;
-}
-
-function shellQuote(text: string): string {
-  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 /** `plsc export`. Returns 0 on success, 1 when the export or its parity check fails, 2 on usage errors. */

@@ -2,8 +2,9 @@
 // libtorch and the trainer are loaded only once the arguments are valid (so --help answers at once).
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { formatBytes, shellQuote, shown } from '../cli/format.js';
 import type { TrainSummary } from './entry.js';
 import type { TrainConfig } from './config.js';
 import type { DemoOptions, DemoResult } from './demo.js';
@@ -28,17 +29,6 @@ async function withStopSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Prom
   }
 }
 
-/** A path as the user would type it: relative to the working directory when that is shorter. */
-function shown(path: string): string {
-  const absolute = resolve(path);
-  const rel = relative(process.cwd(), absolute);
-  return rel !== '' && !rel.startsWith('..') && rel.length < absolute.length ? rel : absolute;
-}
-
-function shellQuote(text: string): string {
-  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
-}
-
 function command(...words: string[]): string {
   return words.map(shellQuote).join(' ');
 }
@@ -55,13 +45,6 @@ function numberFlag(value: string | undefined, name: string): number | undefined
   const parsed = Number(value);
   if (value.trim() === '' || !Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} must be a positive number, got '${value}'`);
   return parsed;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
-  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
-  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
-  return `${bytes} B`;
 }
 
 function formatSeconds(seconds: number): string {
