@@ -376,14 +376,23 @@ class HeadStep {
     for (const t of this.kept.splice(0)) t.dispose();
   }
 
+  // The tile's rows of a shard-sized tensor: a view of a slice, or a gathered copy when sampling.
+  private static tileRows(tile: Tile, shardTensor: Tensor): Tensor {
+    return tile.shardRows === null ? F.narrow(shardTensor, 0, tile.start, tile.length) : F.indexSelect(shardTensor, 0, tile.shardRows);
+  }
+
+  // Writes a tile's rows into a shard-sized tensor.
+  private static writeTileRows(tile: Tile, shardTensor: Tensor, rows: Tensor): void {
+    if (tile.shardRows === null) F.copy_(F.narrow(shardTensor, 0, tile.start, tile.length), rows);
+    else F.indexCopy_(shardTensor, 0, tile.shardRows, rows);
+  }
+
   private tileWeight(tile: Tile): Tensor {
-    const weight = this.head.weight;
-    return tile.shardRows === null ? F.narrow(weight, 0, tile.start, tile.length) : F.indexSelect(weight, 0, tile.shardRows);
+    return HeadStep.tileRows(tile, this.head.weight);
   }
 
   private tileBias(tile: Tile): Tensor {
-    const bias = this.head.bias as Tensor;
-    return tile.shardRows === null ? F.narrow(bias, 0, tile.start, tile.length) : F.indexSelect(bias, 0, tile.shardRows);
+    return HeadStep.tileRows(tile, this.head.bias as Tensor);
   }
 
   /**
@@ -463,10 +472,10 @@ class HeadStep {
           if (list === undefined) targetsByTile.set(tileIndex, [i]);
           else list.push(i);
         });
+        const int64 = (values: number[]): Tensor => this.keep(F.tensor(values, { dtype: 'int64' }));
         for (let start = 0, index = 0; start < numActive; start += tileRows, index++) {
           const length = Math.min(tileRows, numActive - start);
           const targets = targetsByTile.get(index);
-          const int64 = (values: number[]): Tensor => this.keep(F.tensor(values, { dtype: 'int64' }));
           this.tiles.push({
             start,
             length,
@@ -604,15 +613,15 @@ class HeadStep {
                 // torch.optim.SGD on the tile's rows: d = g + wd w; m = mu m + d; w -= lr m.
                 if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
                 else if (fused.weightDecay !== 0) F.add_(tileWeightGrad, weight, fused.weightDecay);
-                this.applySgd(tile, weight, this.head.momentumBuffer('weight_momentum'), tileWeightGrad, fused);
+                this.applySgd(tile, head.weight, weight, head.momentumBuffer('weight_momentum'), tileWeightGrad, fused);
                 if (tileBiasGrad !== null) {
                   const bias = this.tileBias(tile);
-                  this.applySgd(tile, bias, this.head.momentumBuffer('bias_momentum'), tileBiasGrad, fused);
+                  this.applySgd(tile, head.bias as Tensor, bias, head.momentumBuffer('bias_momentum'), tileBiasGrad, fused);
                 }
               } else {
                 if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
-                this.place(tile, weightGrad as Tensor, tileWeightGrad);
-                if (tileBiasGrad !== null) this.place(tile, biasGrad as Tensor, tileBiasGrad);
+                HeadStep.writeTileRows(tile, weightGrad as Tensor, tileWeightGrad);
+                if (tileBiasGrad !== null) HeadStep.writeTileRows(tile, biasGrad as Tensor, tileBiasGrad);
               }
             });
           });
@@ -638,21 +647,14 @@ class HeadStep {
     }
   }
 
-  // A tile's gradient rows into the shard-sized dense gradient.
-  private place(tile: Tile, shardGrad: Tensor, tileGrad: Tensor): void {
-    if (tile.shardRows === null) F.copy_(F.narrow(shardGrad, 0, tile.start, tile.length), tileGrad);
-    else F.indexCopy_(shardGrad, 0, tile.shardRows, tileGrad);
-  }
-
-  // m = mu m + d; w -= lr m, on the tile's rows (`param` is the tile's slice or its gathered copy).
-  private applySgd(tile: Tile, param: Tensor, buffer: Tensor, direction: Tensor, hyper: Required<FusedSgdOptions>): void {
-    const momentum = tile.shardRows === null ? F.narrow(buffer, 0, tile.start, tile.length) : F.indexSelect(buffer, 0, tile.shardRows);
+  // m = mu m + d; w -= lr m, on the tile's rows of `shardParam` (`param`: the slice, or its gathered copy).
+  private applySgd(tile: Tile, shardParam: Tensor, param: Tensor, buffer: Tensor, direction: Tensor, hyper: Required<FusedSgdOptions>): void {
+    const momentum = HeadStep.tileRows(tile, buffer);
     op('aten::add', 'out').call([direction, momentum, hyper.momentum, momentum]);
     F.add_(param, momentum, -hyper.lr);
     if (tile.shardRows !== null) {
-      const shardParam = param.ndim === 2 ? this.head.weight : (this.head.bias as Tensor);
-      F.indexCopy_(shardParam, 0, tile.shardRows, param);
-      F.indexCopy_(buffer, 0, tile.shardRows, momentum);
+      HeadStep.writeTileRows(tile, shardParam, param);
+      HeadStep.writeTileRows(tile, buffer, momentum);
     }
   }
 }
