@@ -25,15 +25,15 @@ export function sampleClasses(
   sampleRate: number,
   seed: { seed: number; rank: number; step: number },
 ): ClassSample {
+  // The sampled set is kept as a mask and read out in order at the end (no sort).
   const taken = new Uint8Array(numLocalClasses);
-  const chosen: number[] = [];
+  let numPositives = 0;
   for (const p of positives) {
     if (taken[p] === 0) {
       taken[p] = 1;
-      chosen.push(p);
+      numPositives++;
     }
   }
-  const numPositives = chosen.length;
   const budget = Math.max(sampledClassCount(numLocalClasses, sampleRate), numPositives);
   const numNegatives = budget - numPositives;
   const rng = new Rng(hashSeeds(seed.seed, seed.rank, seed.step));
@@ -46,7 +46,6 @@ export function sampleClasses(
         const candidate = rng.nextInt(numLocalClasses);
         if (taken[candidate] === 0) {
           taken[candidate] = 1;
-          chosen.push(candidate);
           drawn++;
         }
       }
@@ -60,10 +59,11 @@ export function sampleClasses(
         const t = pool[i] as number;
         pool[i] = pool[j] as number;
         pool[j] = t;
-        chosen.push(pool[i] as number);
+        taken[pool[i] as number] = 1;
       }
     }
   }
-  const index = Int32Array.from(chosen).sort();
+  const index = new Int32Array(budget);
+  for (let c = 0, n = 0; n < budget; c++) if (taken[c] === 1) index[n++] = c;
   return { index, numPositives };
 }
