@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ops as F, tidy, manualSeed, getNumThreads, emptyCache, PartialFC, CombinedMarginLoss, sampledClassCount, type Tensor } from '../src/index.js';
+import { ops as F, tidy, manualSeed, getNumThreads, emptyCache, profileOps, PartialFC, CombinedMarginLoss, sampledClassCount, type OpProfileEntry } from '../src/index.js';
 import { initProcessGroup } from '../src/distributed/process-group.js';
 import { readDistributedEnv } from '../src/distributed/env.js';
 import { launch } from '../src/distributed/launcher.js';
@@ -38,6 +38,8 @@ export interface HeadBenchResult {
   ours_over_torch: number | null;
   /** Why the PyTorch peer gave no numbers (it was asked for but failed), else null. */
   torch_error: string | null;
+  /** With --profile: one more step's wall time and its aten operators, slowest first (rank 0). */
+  profile: { step_ms: number; ops: OpProfileEntry[] } | null;
 }
 
 function timeMs(fn: () => void): number {
@@ -56,6 +58,7 @@ interface MeasureOptions {
   repeats: number;
   tileRows: number | undefined;
   chunkSize: number | undefined;
+  profile: boolean;
 }
 
 async function measureRank(options: MeasureOptions) {
@@ -83,6 +86,11 @@ async function measureRank(options: MeasureOptions) {
   for (let i = 0; i < options.warmup; i++) step();
   const stepSamples = Array.from({ length: options.repeats }, () => timeMs(step));
   const peakRss = process.resourceUsage().maxRSS * 1024;
+  let profile: { step_ms: number; ops: OpProfileEntry[] } | null = null;
+  if (options.profile) {
+    const profiled = profileOps(step);
+    profile = { step_ms: profiled.totalMs, ops: profiled.ops };
+  }
   const numLocal = head.numLocalClasses;
   const active = sampledClassCount(numLocal, options.sampleRate);
   const globalBatch = options.batch * (group?.worldSize ?? 1);
@@ -130,6 +138,7 @@ async function measureRank(options: MeasureOptions) {
     peak_rss_bytes: peakRss,
     bytes_per_class: (peakRss - baselineRss) / numLocal,
     num_local: numLocal,
+    profile,
   };
   head.dispose();
   embeddings.dispose();
@@ -139,7 +148,7 @@ async function measureRank(options: MeasureOptions) {
   return result;
 }
 
-const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--nproc W] [--tile-rows R] [--chunk-size K] [--peer pytorch] [--warmup 1] [--repeats 3] [--json]';
+const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--nproc W] [--tile-rows R] [--chunk-size K] [--peer pytorch] [--profile] [--warmup 1] [--repeats 3] [--json]';
 
 export async function benchHead(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -156,6 +165,7 @@ export async function benchHead(argv: string[]): Promise<number> {
       warmup: { type: 'string', default: '1' },
       repeats: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       'worker-out': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -178,6 +188,7 @@ export async function benchHead(argv: string[]): Promise<number> {
     repeats: num('repeats', values.repeats),
     tileRows: values['tile-rows'] === undefined ? undefined : num('tile-rows', values['tile-rows']),
     chunkSize: values['chunk-size'] === undefined ? undefined : num('chunk-size', values['chunk-size']),
+    profile: values.profile === true,
   };
   const nproc = num('nproc', values.nproc);
   if (values.peer !== undefined && values.peer !== 'pytorch') throw new Error(`--peer takes 'pytorch', got ${values.peer}`);
@@ -242,6 +253,7 @@ export async function benchHead(argv: string[]): Promise<number> {
     torch_peak_rss_bytes: peer?.peak_rss_bytes ?? null,
     ours_over_torch: peer ? measured.step_ms / peer.step_ms : null,
     torch_error: peerError,
+    profile: measured.profile,
   };
   if (values.json) {
     console.log(JSON.stringify(report));
@@ -253,5 +265,13 @@ export async function benchHead(argv: string[]): Promise<number> {
   console.log(`  the 3 GEMMs as one call each (reference): ${fmt(report.gemm_single_call_ms)} ms`);
   console.log(`  peak RSS ${fmt(report.peak_rss_bytes / 2 ** 20, 0)} MiB   ${fmt(report.bytes_per_class, 0)} bytes/class   (${fmt(report.rss_per_class_ratio, 2)}x weight+momentum)`);
   console.log(`  PyTorch (insightface-style) ${fmt(report.torch_step_ms)} ms   ours/PyTorch ${fmt(report.ours_over_torch, 2)}${peerError ? `   (peer failed: ${peerError})` : ''}`);
+  if (report.profile !== null) {
+    const { step_ms: profiledMs, ops } = report.profile;
+    const inOps = ops.reduce((sum, entry) => sum + entry.totalMs, 0);
+    console.log(`  one more step, by aten operator (${fmt(profiledMs)} ms; ${fmt(profiledMs - inOps)} ms outside operators):`);
+    for (const entry of ops.slice(0, 16)) {
+      console.log(`    ${entry.op.padEnd(36)} ${String(entry.calls).padStart(6)} calls ${fmt(entry.totalMs).padStart(9)} ms ${fmt((100 * entry.totalMs) / profiledMs).padStart(5)}%`);
+    }
+  }
   return 0;
 }

@@ -23,6 +23,50 @@ function fromNative(value: NativeValue): OpResult {
   return value;
 }
 
+/** Calls and wall time of one operator (name.overload) inside a profileOps() region. */
+export interface OpProfileEntry {
+  op: string;
+  calls: number;
+  totalMs: number;
+}
+
+// The open profileOps() region, if any: per-operator call counts and nanoseconds.
+let activeProfile: Map<string, { calls: number; ns: bigint }> | null = null;
+
+function record(key: string, start: bigint): void {
+  const profile = activeProfile as Map<string, { calls: number; ns: bigint }>;
+  const elapsed = process.hrtime.bigint() - start;
+  const entry = profile.get(key);
+  if (entry === undefined) profile.set(key, { calls: 1, ns: elapsed });
+  else {
+    entry.calls++;
+    entry.ns += elapsed;
+  }
+}
+
+/**
+ * Runs `fn` and returns, with its result, the calls and wall time spent in each aten operator it
+ * dispatched (the time inside libtorch for that call, as torch.profiler's self time on CPU),
+ * slowest first. Regions do not nest.
+ */
+export function profileOps<T>(fn: () => T): { result: T; ops: OpProfileEntry[]; totalMs: number } {
+  if (activeProfile !== null) throw new Error('profileOps: a profiling region is already open');
+  const profile = new Map<string, { calls: number; ns: bigint }>();
+  activeProfile = profile;
+  const start = process.hrtime.bigint();
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    activeProfile = null;
+  }
+  const totalMs = Number(process.hrtime.bigint() - start) / 1e6;
+  const ops = [...profile.entries()]
+    .map(([op, { calls, ns }]) => ({ op, calls, totalMs: Number(ns) / 1e6 }))
+    .sort((a, b) => b.totalMs - a.totalMs);
+  return { result, ops, totalMs };
+}
+
 /** An operator resolved once by schema name and overload; its dispatcher handle is cached. */
 export class Op {
   private id = -1;
@@ -41,9 +85,18 @@ export class Op {
     return native.opSchema(this.resolve());
   }
 
+  private get key(): string {
+    return this.overload === '' ? this.name : `${this.name}.${this.overload}`;
+  }
+
   call(args: readonly OpArg[]): OpResult {
     const nativeArgs = args.map(toNative);
-    return fromNative(native.opCall(this.resolve(), nativeArgs));
+    if (activeProfile === null) return fromNative(native.opCall(this.resolve(), nativeArgs));
+    const id = this.resolve();
+    const start = process.hrtime.bigint();
+    const out = native.opCall(id, nativeArgs);
+    record(this.key, start);
+    return fromNative(out);
   }
 
   /** Calls an operator that returns one tensor. */
@@ -59,7 +112,10 @@ export class Op {
   /** Calls an in-place operator on `self` (args[0]); returns `self` and drops the aliasing handle. */
   inPlace(self: Tensor, ...rest: OpArg[]): Tensor {
     const nativeArgs = [self.handle, ...rest.map(toNative)];
-    const out = native.opCall(this.resolve(), nativeArgs);
+    const id = this.resolve();
+    const start = activeProfile === null ? 0n : process.hrtime.bigint();
+    const out = native.opCall(id, nativeArgs);
+    if (activeProfile !== null) record(this.key, start);
     if (isNativeTensor(out)) out.dispose();
     return self;
   }

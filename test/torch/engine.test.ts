@@ -13,6 +13,7 @@ import {
   manualSeed,
   callOp,
   op,
+  profileOps,
   backward,
   getNumThreads,
   backendInfo,
@@ -195,6 +196,30 @@ test('any registered operator is callable by schema name', () => {
     const out = callOp('aten::hardtanh', '', [F.tensor([-3, 0.5, 3])]) as Tensor;
     assert.deepEqual(out.toArray(), [-1, 0.5, 1]);
     assert.match(op('aten::add', 'Tensor').schema(), /aten::add\.Tensor\(Tensor self, Tensor other, \*, Scalar alpha=1\)/);
+  });
+});
+
+test('profileOps counts the aten calls of a region, including in-place and failing ones', () => {
+  tidy(() => {
+    const a = F.ones([64, 64]);
+    const { result, ops, totalMs } = profileOps(() => {
+      const b = F.mm(a, a);
+      F.mm(b, a);
+      F.mul_(b, 2);
+      assert.throws(() => callOp('aten::mm', '', [a, F.ones([3, 3])]));
+      return b;
+    });
+    assert.deepEqual(result.shape, [64, 64]);
+    assert.equal(F.amax(result, [0, 1]).item(), 128);
+    const byName = new Map(ops.map((entry) => [entry.op, entry]));
+    assert.equal(byName.get('aten::mm')?.calls, 2, JSON.stringify(ops));
+    assert.equal(byName.get('aten::mul_.Scalar')?.calls, 1, JSON.stringify(ops));
+    assert.ok(ops.every((entry) => entry.totalMs >= 0 && entry.totalMs <= totalMs));
+    for (let i = 1; i < ops.length; i++) assert.ok((ops[i - 1] as { totalMs: number }).totalMs >= (ops[i] as { totalMs: number }).totalMs);
+    // Outside a region nothing is recorded, and regions do not nest.
+    F.mm(a, a);
+    assert.equal(profileOps(() => F.add(a, 1)).ops.length, 1);
+    assert.throws(() => profileOps(() => profileOps(() => 0)), /already open/);
   });
 });
 
