@@ -1,5 +1,5 @@
 // `plsc data <subcommand>`: dataset tools (convert, make-bin).
-import { parseArgs } from 'node:util';
+import { UsageError, integerFlag, oneOf, required, runCommand, type CommandIO } from '../cli/args.js';
 import type { InputFormat, OutputFormat } from './convert.js';
 import type { SampleSource } from './source.js';
 
@@ -48,21 +48,6 @@ same-identity when i is even, different-identity when odd; pairs are drawn from 
 const INPUT_FORMATS: readonly InputFormat[] = ['list', 'folder', 'rec', 'base64'];
 const OUTPUT_FORMATS: readonly OutputFormat[] = ['list', 'rec'];
 
-class UsageError extends Error {}
-
-function integerFlag(value: string | undefined, name: string, minimum = 1): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < minimum) throw new UsageError(`--${name} must be an integer >= ${minimum}, got '${value}'`);
-  return parsed;
-}
-
-function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[]): T {
-  if (value === undefined) throw new UsageError(`--${name} is required (${allowed.join(', ')})`);
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${value}'`);
-  return value as T;
-}
-
 /** Progress on stderr: a redrawn line on a terminal, a line every 10% otherwise. */
 function progressPrinter(io: DataCommandIO, what: string): { update(done: number, total: number): void; end(): void } {
   let lastTenth = 0;
@@ -90,148 +75,131 @@ function progressPrinter(io: DataCommandIO, what: string): { update(done: number
 // ---------------------------------------------------------------------------------------------
 // plsc data convert
 
-async function convertSubcommand(argv: string[], io: DataCommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      from: { type: 'string' },
-      to: { type: 'string' },
-      'skip-bad': { type: 'boolean' },
-      verify: { type: 'boolean' },
-      'num-classes': { type: 'string' },
-      concurrency: { type: 'string' },
-      'plain-keys': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    io.stdout.write(CONVERT_USAGE + '\n');
-    return 0;
-  }
-  const from = oneOf(values.from, 'from', INPUT_FORMATS);
-  const to = oneOf(values.to, 'to', OUTPUT_FORMATS);
-  if (positionals.length !== 2) throw new UsageError(`expected IN and OUT, got ${positionals.length} path${positionals.length === 1 ? '' : 's'}`);
-  const [input, output] = positionals as [string, string];
-  if (values['plain-keys'] && to !== 'rec') throw new UsageError('--plain-keys only applies to --to rec');
-  const numClasses = integerFlag(values['num-classes'], 'num-classes');
-  const concurrency = integerFlag(values.concurrency, 'concurrency');
+function convertSubcommand(argv: string[], io: DataCommandIO): Promise<number> {
+  const options = {
+    from: { type: 'string' },
+    to: { type: 'string' },
+    'skip-bad': { type: 'boolean' },
+    verify: { type: 'boolean' },
+    'num-classes': { type: 'string' },
+    concurrency: { type: 'string' },
+    'plain-keys': { type: 'boolean' },
+  } as const;
+  return runCommand({ name: 'data convert', usage: CONVERT_USAGE, options, positionals: true, io }, argv, async ({ values, positionals }) => {
+    const from = oneOf(values.from, 'from', INPUT_FORMATS);
+    const to = oneOf(values.to, 'to', OUTPUT_FORMATS);
+    if (positionals.length !== 2) throw new UsageError(`expected IN and OUT, got ${positionals.length} path${positionals.length === 1 ? '' : 's'}`);
+    const [input, output] = positionals as [string, string];
+    if (values['plain-keys'] && to !== 'rec') throw new UsageError('--plain-keys only applies to --to rec');
+    const numClasses = integerFlag(values['num-classes'], 'num-classes');
+    const concurrency = integerFlag(values.concurrency, 'concurrency');
 
-  const { convertDataset } = await import('./convert.js');
-  const progress = progressPrinter(io, 'converting');
-  let result;
-  try {
-    result = await convertDataset({
-      from,
-      to,
-      input,
-      output,
-      onBadSample: values['skip-bad'] ? 'skip' : 'error',
-      verify: values.verify ?? false,
-      insightfaceHeader: !values['plain-keys'],
-      onProgress: ({ done, total }) => progress.update(done, total),
-      ...(numClasses === undefined ? {} : { numClasses }),
-      ...(concurrency === undefined ? {} : { concurrency }),
-    });
-  } finally {
-    progress.end();
-  }
-  io.stdout.write(`wrote ${result.written} samples (${result.numClasses} classes): ${result.outputs.join(', ')}\n`);
-  if (result.skipped.length > 0) {
-    const shown = result.skipped.slice(0, 20);
-    io.stderr.write(`skipped ${result.skipped.length} unreadable sample${result.skipped.length === 1 ? '' : 's'}:\n`);
-    for (const s of shown) io.stderr.write(`  sample ${s.index} (${s.where}): ${s.reason}\n`);
-    if (result.skipped.length > shown.length) io.stderr.write(`  ... and ${result.skipped.length - shown.length} more\n`);
-  }
-  return 0;
+    const { convertDataset } = await import('./convert.js');
+    const progress = progressPrinter(io, 'converting');
+    let result;
+    try {
+      result = await convertDataset({
+        from,
+        to,
+        input,
+        output,
+        onBadSample: values['skip-bad'] ? 'skip' : 'error',
+        verify: values.verify ?? false,
+        insightfaceHeader: !values['plain-keys'],
+        onProgress: ({ done, total }) => progress.update(done, total),
+        ...(numClasses === undefined ? {} : { numClasses }),
+        ...(concurrency === undefined ? {} : { concurrency }),
+      });
+    } finally {
+      progress.end();
+    }
+    io.stdout.write(`wrote ${result.written} samples (${result.numClasses} classes): ${result.outputs.join(', ')}\n`);
+    if (result.skipped.length > 0) {
+      const shown = result.skipped.slice(0, 20);
+      io.stderr.write(`skipped ${result.skipped.length} unreadable sample${result.skipped.length === 1 ? '' : 's'}:\n`);
+      for (const s of shown) io.stderr.write(`  sample ${s.index} (${s.where}): ${s.reason}\n`);
+      if (result.skipped.length > shown.length) io.stderr.write(`  ... and ${result.skipped.length - shown.length} more\n`);
+    }
+    return 0;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // plsc data make-bin (verification .bin files; the writer lives in src/eval/bin-file.ts)
 
-async function makeBinSubcommand(argv: string[], io: DataCommandIO): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      list: { type: 'string' },
-      synthetic: { type: 'string' },
-      'images-per-class': { type: 'string' },
-      pairs: { type: 'string' },
-      out: { type: 'string' },
-      size: { type: 'string' },
-      seed: { type: 'string' },
-      format: { type: 'string' },
-      quality: { type: 'string' },
-      protocol: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    io.stdout.write(MAKE_BIN_USAGE + '\n');
-    return 0;
-  }
-  if ((values.list === undefined) === (values.synthetic === undefined)) throw new UsageError('give exactly one of --list and --synthetic');
-  if (values['images-per-class'] !== undefined && values.synthetic === undefined) throw new UsageError('--images-per-class only applies to --synthetic');
-  const pairs = integerFlag(values.pairs, 'pairs');
-  if (pairs === undefined) throw new UsageError('--pairs is required');
-  if (values.out === undefined) throw new UsageError('--out is required');
-  const size = integerFlag(values.size, 'size', 8) ?? 112;
-  const seed = integerFlag(values.seed, 'seed', 0) ?? 0;
-  const format = values.format === undefined ? 'jpeg' : oneOf(values.format, 'format', ['jpeg', 'png'] as const);
-  const quality = integerFlag(values.quality, 'quality');
-  if (quality !== undefined && quality > 100) throw new UsageError(`--quality must be at most 100, got ${quality}`);
-  const protocol = integerFlag(values.protocol, 'protocol', 2);
-  if (protocol !== undefined && protocol > 5) throw new UsageError(`--protocol must be 2, 3, 4 or 5, got ${protocol}`);
+function makeBinSubcommand(argv: string[], io: DataCommandIO): Promise<number> {
+  const options = {
+    list: { type: 'string' },
+    synthetic: { type: 'string' },
+    'images-per-class': { type: 'string' },
+    pairs: { type: 'string' },
+    out: { type: 'string' },
+    size: { type: 'string' },
+    seed: { type: 'string' },
+    format: { type: 'string' },
+    quality: { type: 'string' },
+    protocol: { type: 'string' },
+  } as const;
+  return runCommand({ name: 'data make-bin', usage: MAKE_BIN_USAGE, options, io }, argv, async ({ values }) => {
+    if ((values.list === undefined) === (values.synthetic === undefined)) throw new UsageError('give exactly one of --list and --synthetic');
+    if (values['images-per-class'] !== undefined && values.synthetic === undefined) throw new UsageError('--images-per-class only applies to --synthetic');
+    const pairs = required(integerFlag(values.pairs, 'pairs'), 'pairs');
+    const out = required(values.out, 'out');
+    const size = integerFlag(values.size, 'size', 8) ?? 112;
+    const seed = integerFlag(values.seed, 'seed', 0) ?? 0;
+    const format = oneOf(values.format, 'format', ['jpeg', 'png'] as const, 'jpeg');
+    const quality = integerFlag(values.quality, 'quality');
+    if (quality !== undefined && quality > 100) throw new UsageError(`--quality must be at most 100, got ${quality}`);
+    const protocol = integerFlag(values.protocol, 'protocol', 2);
+    if (protocol !== undefined && protocol > 5) throw new UsageError(`--protocol must be 2, 3, 4 or 5, got ${protocol}`);
 
-  let source: SampleSource;
-  let description: string;
-  if (values.list !== undefined) {
-    const { ListFileSource } = await import('./list-file.js');
-    const list = await ListFileSource.open(values.list);
-    source = list;
-    description = `${list.length} images of ${list.numClasses} identities in ${list.listPath}`;
-  } else {
-    const identities = integerFlag(values.synthetic, 'synthetic', 2)!;
-    const imagesPerClass = integerFlag(values['images-per-class'], 'images-per-class', 2) ?? 20;
-    const { SyntheticFaces } = await import('./synthetic.js');
-    source = new SyntheticFaces({ numClasses: identities, imagesPerClass, size, seed });
-    description = `${identities} synthetic identities x ${imagesPerClass} images`;
-  }
-  const { makeVerificationBin } = await import('./verification-pairs.js');
-  const progress = progressPrinter(io, 'encoding');
-  let result;
-  try {
-    result = await makeVerificationBin({
-      source,
-      pairs,
-      out: values.out,
-      size,
-      seed,
-      format,
-      onProgress: ({ done, total }) => progress.update(done, total),
-      ...(quality === undefined ? {} : { quality }),
-      ...(protocol === undefined ? {} : { protocol: protocol as 2 | 3 | 4 | 5 }),
-    });
-  } finally {
-    progress.end();
-    await source.close?.();
-  }
-  const same = result.pairs.filter((p) => p.same).length;
-  io.stdout.write(
-    `wrote ${result.path}: ${result.pairs.length} pairs (${same} same, ${result.pairs.length - same} different), ` +
-      `${result.images} distinct ${size}x${size} ${format} images from ${description}\n`,
-  );
-  return 0;
+    let source: SampleSource;
+    let description: string;
+    if (values.list !== undefined) {
+      const { ListFileSource } = await import('./list-file.js');
+      const list = await ListFileSource.open(values.list);
+      source = list;
+      description = `${list.length} images of ${list.numClasses} identities in ${list.listPath}`;
+    } else {
+      const identities = integerFlag(values.synthetic, 'synthetic', 2)!;
+      const imagesPerClass = integerFlag(values['images-per-class'], 'images-per-class', 2) ?? 20;
+      const { SyntheticFaces } = await import('./synthetic.js');
+      source = new SyntheticFaces({ numClasses: identities, imagesPerClass, size, seed });
+      description = `${identities} synthetic identities x ${imagesPerClass} images`;
+    }
+    const { makeVerificationBin } = await import('./verification-pairs.js');
+    const progress = progressPrinter(io, 'encoding');
+    let result;
+    try {
+      result = await makeVerificationBin({
+        source,
+        pairs,
+        out,
+        size,
+        seed,
+        format,
+        onProgress: ({ done, total }) => progress.update(done, total),
+        ...(quality === undefined ? {} : { quality }),
+        ...(protocol === undefined ? {} : { protocol: protocol as 2 | 3 | 4 | 5 }),
+      });
+    } finally {
+      progress.end();
+      await source.close?.();
+    }
+    const same = result.pairs.filter((p) => p.same).length;
+    io.stdout.write(
+      `wrote ${result.path}: ${result.pairs.length} pairs (${same} same, ${result.pairs.length - same} different), ` +
+        `${result.images} distinct ${size}x${size} ${format} images from ${description}\n`,
+    );
+    return 0;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 
-const SUBCOMMANDS: Record<string, { usage: string; run: (argv: string[], io: DataCommandIO) => Promise<number> }> = {
-  convert: { usage: CONVERT_USAGE, run: convertSubcommand },
-  'make-bin': { usage: MAKE_BIN_USAGE, run: makeBinSubcommand },
+const SUBCOMMANDS: Record<string, (argv: string[], io: DataCommandIO) => Promise<number>> = {
+  convert: convertSubcommand,
+  'make-bin': makeBinSubcommand,
 };
 
 /** `plsc data <subcommand> ...`. Returns the exit code: 0 done, 1 failed, 2 usage error. */
@@ -246,13 +214,5 @@ export async function dataCommand(argv: string[], io: DataCommandIO = { stdout: 
     io.stderr.write(`plsc data: unknown subcommand '${name}'\n\n${DATA_USAGE}\n`);
     return 2;
   }
-  try {
-    return await sub.run(rest, io);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    // parseArgs reports unknown/malformed options as TypeErrors with an ERR_PARSE_ARGS_* code.
-    const usage = error instanceof UsageError || String((error as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
-    io.stderr.write(`plsc data ${name}: ${message}\n${usage ? `\n${sub.usage}\n` : ''}`);
-    return usage ? 2 : 1;
-  }
+  return sub(rest, io);
 }

@@ -1,17 +1,14 @@
 // `plsc eval`: LFW-protocol verification of a trained backbone on insightface .bin files, and 1:N
 // identification (rank-1 / rank-5) of probe images against a gallery.
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
+import { UsageError, integerFlag, runCommand, type CommandIO } from '../cli/args.js';
 import type { ListFileSource } from '../data/list-file.js';
 import type { LoadedBackbone } from './load-backbone.js';
 import type { IdentificationResult } from './identification.js';
 import type { TargetResult } from '../train/validation.js';
 
 /** Where the command writes (process.stdout / process.stderr unless a test passes its own). */
-export interface EvalCommandIO {
-  stdout: { write(chunk: string): unknown };
-  stderr: { write(chunk: string): unknown };
-}
+export type EvalCommandIO = CommandIO;
 
 const EVAL_USAGE = `usage: plsc eval (--checkpoint DIR | --model FILE.safetensors) --bin lfw.bin [--bin ...] [options]
        plsc eval (--checkpoint DIR | --model FILE.safetensors) --identify --gallery LIST --probe LIST [options]
@@ -42,15 +39,6 @@ identification:
 
   --batch-size N        images per forward pass (default 64)
   --json                one JSON object per line instead of a table`;
-
-class UsageError extends Error {}
-
-function integerFlag(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 1) throw new UsageError(`--${name} must be a positive integer, got '${value}'`);
-  return parsed;
-}
 
 const fixed = (value: number, digits: number): string => (Number.isFinite(value) ? value.toFixed(digits) : String(value));
 
@@ -174,39 +162,22 @@ async function runIdentification(
 
 /** `plsc eval`. Returns 0 on success, 1 when evaluation fails, 2 on a usage error. */
 export async function evalCommand(argv: string[], io: EvalCommandIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        checkpoint: { type: 'string' },
-        model: { type: 'string' },
-        backbone: { type: 'string' },
-        'emb-size': { type: 'string' },
-        'image-size': { type: 'string' },
-        bin: { type: 'string', multiple: true },
-        'dataset-dir': { type: 'string' },
-        identify: { type: 'boolean' },
-        gallery: { type: 'string' },
-        probe: { type: 'string' },
-        'gallery-chunk': { type: 'string' },
-        'batch-size': { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    io.stderr.write(`plsc eval: ${(error as Error).message}\n\n${EVAL_USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    io.stdout.write(`${EVAL_USAGE}\n`);
-    return 0;
-  }
-  let settings: { bins: string[]; embeddingSize?: number | undefined; imageSize?: number | undefined; batchSize: number | undefined; galleryChunk: number | undefined };
-  try {
+  const options = {
+    checkpoint: { type: 'string' },
+    model: { type: 'string' },
+    backbone: { type: 'string' },
+    'emb-size': { type: 'string' },
+    'image-size': { type: 'string' },
+    bin: { type: 'string', multiple: true },
+    'dataset-dir': { type: 'string' },
+    identify: { type: 'boolean' },
+    gallery: { type: 'string' },
+    probe: { type: 'string' },
+    'gallery-chunk': { type: 'string' },
+    'batch-size': { type: 'string' },
+    json: { type: 'boolean' },
+  } as const;
+  return runCommand({ name: 'eval', usage: EVAL_USAGE, options, io }, argv, async ({ values }) => {
     if ((values.checkpoint === undefined) === (values.model === undefined)) throw new UsageError('give exactly one of --checkpoint DIR and --model FILE');
     const bins = values.bin ?? [];
     if (values.identify) {
@@ -216,47 +187,40 @@ export async function evalCommand(argv: string[], io: EvalCommandIO = { stdout: 
       if (values.gallery !== undefined || values.probe !== undefined) throw new UsageError('--gallery/--probe need --identify');
       if (bins.length === 0) throw new UsageError('give at least one --bin FILE (or --identify)');
     }
-    settings = {
+    const settings = {
       bins,
       embeddingSize: integerFlag(values['emb-size'], 'emb-size'),
       imageSize: integerFlag(values['image-size'], 'image-size'),
       batchSize: integerFlag(values['batch-size'], 'batch-size'),
       galleryChunk: integerFlag(values['gallery-chunk'], 'gallery-chunk'),
     };
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    io.stderr.write(`plsc eval: ${error.message}\n\n${EVAL_USAGE}\n`);
-    return 2;
-  }
 
-  let model: LoadedBackbone | null = null;
-  try {
-    const json = values.json ?? false;
-    // Inputs are checked before the model is built, so a typo fails at once.
-    const { resolveTarget } = await import('../train/validation.js');
-    const targets = settings.bins.map((target) => ({ target, path: resolveTarget(target, values['dataset-dir']) }));
-    let lists: [ListFileSource, ListFileSource] | null = null;
-    if (values.identify) {
-      const { ListFileSource } = await import('../data/list-file.js');
-      lists = [await ListFileSource.open(values.gallery as string), await ListFileSource.open(values.probe as string)];
+    let model: LoadedBackbone | null = null;
+    try {
+      const json = values.json ?? false;
+      // Inputs are checked before the model is built, so a typo fails at once.
+      const { resolveTarget } = await import('../train/validation.js');
+      const targets = settings.bins.map((target) => ({ target, path: resolveTarget(target, values['dataset-dir']) }));
+      let lists: [ListFileSource, ListFileSource] | null = null;
+      if (values.identify) {
+        const { ListFileSource } = await import('../data/list-file.js');
+        lists = [await ListFileSource.open(values.gallery as string), await ListFileSource.open(values.probe as string)];
+      }
+      const { loadBackboneForEval } = await import('./load-backbone.js');
+      model = await loadBackboneForEval({
+        ...(values.checkpoint !== undefined ? { checkpoint: values.checkpoint } : { model: values.model as string }),
+        ...(values.backbone !== undefined ? { backbone: values.backbone } : {}),
+        ...(settings.embeddingSize !== undefined ? { embeddingSize: settings.embeddingSize } : {}),
+        ...(settings.imageSize !== undefined ? { imageSize: settings.imageSize } : {}),
+      });
+      if (model.imageSizeAssumed) {
+        io.stderr.write(`plsc eval: warning: ${model.weightsPath} records no input size; evaluating at ${model.imageSize.join('x')} (pass --image-size if the model was trained at another size)\n`);
+      }
+      if (lists !== null) await runIdentification(io, json, model, lists[0], lists[1], settings);
+      else await runVerification(io, json, model, targets, settings.batchSize);
+      return 0;
+    } finally {
+      model?.backbone.dispose();
     }
-    const { loadBackboneForEval } = await import('./load-backbone.js');
-    model = await loadBackboneForEval({
-      ...(values.checkpoint !== undefined ? { checkpoint: values.checkpoint } : { model: values.model as string }),
-      ...(values.backbone !== undefined ? { backbone: values.backbone } : {}),
-      ...(settings.embeddingSize !== undefined ? { embeddingSize: settings.embeddingSize } : {}),
-      ...(settings.imageSize !== undefined ? { imageSize: settings.imageSize } : {}),
-    });
-    if (model.imageSizeAssumed) {
-      io.stderr.write(`plsc eval: warning: ${model.weightsPath} records no input size; evaluating at ${model.imageSize.join('x')} (pass --image-size if the model was trained at another size)\n`);
-    }
-    if (lists !== null) await runIdentification(io, json, model, lists[0], lists[1], settings);
-    else await runVerification(io, json, model, targets, settings.batchSize);
-    return 0;
-  } catch (error) {
-    io.stderr.write(`plsc eval: ${(error as Error).message}\n`);
-    return 1;
-  } finally {
-    model?.backbone.dispose();
-  }
+  });
 }

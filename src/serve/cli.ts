@@ -2,7 +2,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
 import type { LoadResult } from './load.js';
 import type { ServeOptions } from './server.js';
 
@@ -42,86 +42,52 @@ load-tests it at each concurrency for a fixed duration.
   --threads N           onnxruntime intra-op threads
   --json                one JSON object per concurrency: concurrency, rps, p50_ms, p99_ms, errors, ...`;
 
-function integerFlag(value: string | undefined, name: string, minimum = 1): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
-  return parsed;
-}
-
-function numberFlag(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isFinite(parsed)) throw new Error(`--${name} must be a number, got '${value}'`);
-  return parsed;
-}
-
 function sizeFlag(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   const match = /^(\d+)([kKmM]?)$/.exec(value.trim());
-  if (!match) throw new Error(`--${name} must be a byte count like 1048576, 512k or 16m, got '${value}'`);
+  if (!match) throw new UsageError(`--${name} must be a byte count like 1048576, 512k or 16m, got '${value}'`);
   const unit = match[2]!.toLowerCase();
   return Number(match[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 * 1024 : 1);
 }
 
 /** `plsc serve`: run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit code. */
 export async function serveCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: 'string' },
-        centers: { type: 'string' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        threshold: { type: 'string' },
-        'max-batch': { type: 'string' },
-        'max-wait-ms': { type: 'string' },
-        'max-queue': { type: 'string' },
-        'max-images': { type: 'string' },
-        'max-k': { type: 'string' },
-        'body-limit': { type: 'string' },
-        'token-file': { type: 'string' },
-        threads: { type: 'string' },
-        'input-size': { type: 'string' },
-        log: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`plsc serve: ${(error as Error).message}\n\n${SERVE_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(SERVE_USAGE);
-    return 0;
-  }
-  if (!values.model) {
-    console.error(`plsc serve: --model is required\n\n${SERVE_USAGE}`);
-    return 2;
-  }
-  let options: ServeOptions;
-  try {
+  const options = {
+    model: { type: 'string' },
+    centers: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    threshold: { type: 'string' },
+    'max-batch': { type: 'string' },
+    'max-wait-ms': { type: 'string' },
+    'max-queue': { type: 'string' },
+    'max-images': { type: 'string' },
+    'max-k': { type: 'string' },
+    'body-limit': { type: 'string' },
+    'token-file': { type: 'string' },
+    threads: { type: 'string' },
+    'input-size': { type: 'string' },
+    log: { type: 'boolean' },
+  } as const;
+  return runCommand({ name: 'serve', usage: SERVE_USAGE, options }, argv, async ({ values }) => {
+    const modelPath = required(values.model, 'model');
     let token = process.env.PLSC_SERVE_TOKEN || undefined;
     if (values['token-file']) token = (await readFile(values['token-file'], 'utf8')).trim();
     let inputSize: [number, number] | undefined;
     if (values['input-size']) {
       const match = /^(\d+)x(\d+)$/.exec(values['input-size']);
-      if (!match) throw new Error(`--input-size must look like 112x112, got '${values['input-size']}'`);
+      if (!match) throw new UsageError(`--input-size must look like 112x112, got '${values['input-size']}'`);
       inputSize = [Number(match[1]), Number(match[2])];
     }
     const port = integerFlag(values.port, 'port', 0);
-    if (port !== undefined && port > 65535) throw new Error(`--port must be at most 65535, got ${port}`);
+    if (port !== undefined && port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
     const entries: Partial<ServeOptions> = {
       centersPath: values.centers,
       host: values.host,
       port,
       threshold: numberFlag(values.threshold, 'threshold'),
       maxBatch: integerFlag(values['max-batch'], 'max-batch'),
-      maxWaitMs: numberFlag(values['max-wait-ms'], 'max-wait-ms'),
+      maxWaitMs: numberFlag(values['max-wait-ms'], 'max-wait-ms', { atLeast: 0 }),
       maxQueue: integerFlag(values['max-queue'], 'max-queue'),
       maxImagesPerRequest: integerFlag(values['max-images'], 'max-images'),
       maxK: integerFlag(values['max-k'], 'max-k'),
@@ -131,18 +97,18 @@ export async function serveCommand(argv: string[]): Promise<number> {
       inputSize,
       logger: values.log ?? false,
     };
-    options = { modelPath: values.model, ...Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined)) };
-  } catch (error) {
-    console.error(`plsc serve: ${(error as Error).message}`);
-    return 2;
-  }
+    const serveOptions: ServeOptions = { modelPath, ...Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined)) };
+    return serve(serveOptions);
+  });
+}
 
+async function serve(options: ServeOptions): Promise<number> {
   // Loaded here so that usage errors and --help answer without loading onnxruntime and sharp.
   const { startServer } = await import('./server.js');
   const { server, url } = await startServer(options);
   const { model, classes } = server.info;
   console.log(
-    `plsc serve: listening on ${url} (model ${values.model}: 3x${model.height}x${model.width} -> ${model.embeddingDim}` +
+    `plsc serve: listening on ${url} (model ${options.modelPath}: 3x${model.height}x${model.width} -> ${model.embeddingDim}` +
       `${classes !== null ? `, ${classes} classes` : ''}; max batch ${server.info.maxBatch}, max wait ${server.info.maxWaitMs} ms, max queue ${server.info.maxQueue}` +
       `${options.token ? ', bearer token required' : ''})`,
   );
@@ -184,58 +150,54 @@ async function makeFaceLikeJpeg(size: number): Promise<Buffer> {
 
 /** `plsc bench serve`: load-test a local server. Returns 1 when any request failed. */
 export async function benchServeCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        concurrency: { type: 'string' },
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        route: { type: 'string' },
-        model: { type: 'string' },
-        'max-batch': { type: 'string' },
-        'max-wait-ms': { type: 'string' },
-        threads: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`plsc bench serve: ${(error as Error).message}\n\n${BENCH_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(BENCH_USAGE);
-    return 0;
-  }
-  let levels: number[];
-  let durationS: number;
-  let warmupS: number;
-  let maxBatch: number;
-  let maxWaitMs: number;
-  let threads: number | undefined;
-  const route = values.route ?? 'embed';
-  try {
-    levels = (values.concurrency ?? '1,4,16').split(',').map((item) => integerFlag(item.trim(), 'concurrency')!);
-    durationS = numberFlag(values.duration, 'duration') ?? 5;
-    warmupS = numberFlag(values.warmup, 'warmup') ?? 1;
-    if (!(durationS > 0) || durationS > 600) throw new Error(`--duration must be in (0, 600] seconds, got ${durationS}`);
-    if (!(warmupS >= 0) || warmupS > 60) throw new Error(`--warmup must be in [0, 60] seconds, got ${warmupS}`);
-    maxBatch = integerFlag(values['max-batch'], 'max-batch') ?? 32;
-    maxWaitMs = numberFlag(values['max-wait-ms'], 'max-wait-ms') ?? 2;
-    threads = integerFlag(values.threads, 'threads');
-    if (!['embed', 'verify', 'inference'].includes(route)) throw new Error(`--route must be embed, verify or inference, got '${route}'`);
-  } catch (error) {
-    console.error(`plsc bench serve: ${(error as Error).message}`);
-    return 2;
-  }
+  const options = {
+    concurrency: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    route: { type: 'string' },
+    model: { type: 'string' },
+    'max-batch': { type: 'string' },
+    'max-wait-ms': { type: 'string' },
+    threads: { type: 'string' },
+    json: { type: 'boolean' },
+  } as const;
+  return runCommand({ name: 'bench serve', usage: BENCH_USAGE, options }, argv, async ({ values }) => {
+    const levels = (values.concurrency ?? '1,4,16').split(',').map((item) => integerFlag(item.trim(), 'concurrency') as number);
+    const durationS = numberFlag(values.duration, 'duration') ?? 5;
+    const warmupS = numberFlag(values.warmup, 'warmup') ?? 1;
+    if (!(durationS > 0) || durationS > 600) throw new UsageError(`--duration must be in (0, 600] seconds, got ${durationS}`);
+    if (!(warmupS >= 0) || warmupS > 60) throw new UsageError(`--warmup must be in [0, 60] seconds, got ${warmupS}`);
+    const load = {
+      levels,
+      durationS,
+      warmupS,
+      route: oneOf(values.route, 'route', ['embed', 'verify', 'inference'] as const, 'embed'),
+      modelPath: values.model,
+      maxBatch: integerFlag(values['max-batch'], 'max-batch') ?? 32,
+      maxWaitMs: numberFlag(values['max-wait-ms'], 'max-wait-ms', { atLeast: 0 }) ?? 2,
+      threads: integerFlag(values.threads, 'threads'),
+      json: values.json ?? false,
+    };
+    return benchServe(load);
+  });
+}
 
+interface BenchServeOptions {
+  levels: number[];
+  durationS: number;
+  warmupS: number;
+  route: 'embed' | 'verify' | 'inference';
+  modelPath: string | undefined;
+  maxBatch: number;
+  maxWaitMs: number;
+  threads: number | undefined;
+  json: boolean;
+}
+
+async function benchServe({ levels, durationS, warmupS, route, maxBatch, maxWaitMs, threads, json, ...given }: BenchServeOptions): Promise<number> {
   const [{ startServer }, { runLoad }, { buildTinyFaceModel }] = await Promise.all([import('./server.js'), import('./load.js'), import('./tiny-model.js')]);
   const workDir = await mkdtemp(join(tmpdir(), 'plsc-bench-serve-'));
-  let modelPath = values.model;
+  let modelPath = given.modelPath;
   let modelLabel = modelPath ?? 'generated IR-style CNN (random weights)';
   if (!modelPath) {
     modelPath = join(workDir, 'tiny.onnx');
@@ -259,7 +221,7 @@ export async function benchServeCommand(argv: string[]): Promise<number> {
     const path = route === 'embed' ? '/v1/embed' : route === 'verify' ? '/v1/verify' : '/FaceClassifyService/inference';
     const payload = route === 'embed' ? { images: [image] } : route === 'verify' ? { images: [image, image] } : { base64_string: [image] };
     const load = { url: `${url}${path}`, method: 'POST' as const, body: Buffer.from(JSON.stringify(payload)), headers: { 'content-type': 'application/json' } };
-    if (!values.json) {
+    if (!json) {
       console.log(`plsc bench serve: ${modelLabel}; POST ${path} (one ${model.height}x${model.width} JPEG per image); ${durationS} s per level; max batch ${maxBatch}, max wait ${maxWaitMs} ms`);
       console.log('concurrency      req/s   p50 ms   p99 ms   errors   mean batch');
     }
@@ -271,7 +233,7 @@ export async function benchServeCommand(argv: string[]): Promise<number> {
       const batches = after.batches - before.batches;
       const row = { ...result, mean_batch: batches > 0 ? Math.round(((after.images - before.images) / batches) * 100) / 100 : 0 };
       results.push(row);
-      if (values.json) console.log(JSON.stringify({ route: path, ...row }));
+      if (json) console.log(JSON.stringify({ route: path, ...row }));
       else {
         console.log(
           `${String(concurrency).padStart(11)}  ${row.rps.toFixed(1).padStart(9)}  ${row.p50_ms.toFixed(2).padStart(7)}  ${row.p99_ms.toFixed(2).padStart(7)}  ${String(row.errors).padStart(7)}  ${row.mean_batch.toFixed(2).padStart(11)}`,

@@ -1,6 +1,6 @@
 // `plsc export`: a training checkpoint to model.onnx (parity-checked) and optional class centres.
-import { parseArgs } from 'node:util';
 import { formatBytes, shellQuote, shown } from '../cli/format.js';
+import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli/args.js';
 
 const EXPORT_USAGE = `usage: plsc export --checkpoint DIR --out model.onnx [options]
 
@@ -17,68 +17,33 @@ const EXPORT_USAGE = `usage: plsc export --checkpoint DIR --out model.onnx [opti
 The model takes input [N, 3, H, W] float32 and outputs embedding [N, D] float32. Before it is written,
 onnxruntime and libtorch run it on 2 random inputs in [-1, 1) and must agree to 1e-4 (max abs difference).`;
 
-function integerFlag(value: string | undefined, name: string, minimum: number): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
-  return parsed;
-}
-
 /** `plsc export`. Returns 0 on success, 1 when the export or its parity check fails, 2 on usage errors. */
 export async function exportCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        checkpoint: { type: 'string' },
-        out: { type: 'string' },
-        opset: { type: 'string' },
-        'dynamic-batch': { type: 'boolean' },
-        'batch-size': { type: 'string' },
-        centers: { type: 'string' },
-        fp16: { type: 'boolean' },
-        tolerance: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`plsc export: ${(error as Error).message}\n\n${EXPORT_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(EXPORT_USAGE);
-    return 0;
-  }
-  let opset: number | undefined;
-  let batchSize: number | undefined;
-  let tolerance: number | undefined;
-  try {
-    if (!values.checkpoint) throw new Error('--checkpoint is required');
-    if (!values.out) throw new Error('--out is required');
-    opset = integerFlag(values.opset, 'opset', 1);
-    if (opset !== undefined && (opset < 13 || opset > 21)) throw new Error(`--opset must be between 13 and 21, got ${opset}`);
-    batchSize = integerFlag(values['batch-size'], 'batch-size', 1);
-    if (batchSize !== undefined && values['dynamic-batch']) throw new Error('--batch-size fixes the batch dimension; it cannot be combined with --dynamic-batch');
-    if (values.tolerance !== undefined) {
-      tolerance = Number(values.tolerance);
-      if (!Number.isFinite(tolerance) || tolerance <= 0) throw new Error(`--tolerance must be a positive number, got '${values.tolerance}'`);
-    }
-    if (values.fp16 && !values.centers) throw new Error('--fp16 applies to --centers; give --centers PATH');
-  } catch (error) {
-    console.error(`plsc export: ${(error as Error).message}\n\n${EXPORT_USAGE}`);
-    return 2;
-  }
+  const options = {
+    checkpoint: { type: 'string' },
+    out: { type: 'string' },
+    opset: { type: 'string' },
+    'dynamic-batch': { type: 'boolean' },
+    'batch-size': { type: 'string' },
+    centers: { type: 'string' },
+    fp16: { type: 'boolean' },
+    tolerance: { type: 'string' },
+  } as const;
+  return runCommand({ name: 'export', usage: EXPORT_USAGE, options }, argv, async ({ values }) => {
+    const checkpoint = required(values.checkpoint, 'checkpoint');
+    const out = required(values.out, 'out');
+    const opset = integerFlag(values.opset, 'opset', 1);
+    if (opset !== undefined && (opset < 13 || opset > 21)) throw new UsageError(`--opset must be between 13 and 21, got ${opset}`);
+    const batchSize = integerFlag(values['batch-size'], 'batch-size', 1);
+    if (batchSize !== undefined && values['dynamic-batch']) throw new UsageError('--batch-size fixes the batch dimension; it cannot be combined with --dynamic-batch');
+    const tolerance = numberFlag(values.tolerance, 'tolerance', { greaterThan: 0 });
+    if (values.fp16 && !values.centers) throw new UsageError('--fp16 applies to --centers; give --centers PATH');
 
-  // Loaded here so that usage errors and --help answer without loading libtorch and onnxruntime.
-  const { exportCheckpoint, EXPORT_PARITY_TOLERANCE } = await import('./export-checkpoint.js');
-  let result;
-  try {
-    result = await exportCheckpoint({
-      checkpoint: values.checkpoint,
-      out: values.out,
+    // Loaded here so that usage errors and --help answer without loading libtorch and onnxruntime.
+    const { exportCheckpoint, EXPORT_PARITY_TOLERANCE } = await import('./export-checkpoint.js');
+    const result = await exportCheckpoint({
+      checkpoint,
+      out,
       ...(opset !== undefined ? { opset } : {}),
       dynamicBatch: values['dynamic-batch'] ?? false,
       ...(batchSize !== undefined ? { batchSize } : {}),
@@ -86,10 +51,15 @@ export async function exportCommand(argv: string[]): Promise<number> {
       fp16: values.fp16 ?? false,
       ...(tolerance !== undefined ? { tolerance } : {}),
     });
-  } catch (error) {
-    console.error(`plsc export: ${(error as Error).message}`);
-    return 1;
-  }
+    printExport(result, { opset, batchSize, tolerance: tolerance ?? EXPORT_PARITY_TOLERANCE });
+    return 0;
+  });
+}
+
+function printExport(
+  result: Awaited<ReturnType<typeof import('./export-checkpoint.js').exportCheckpoint>>,
+  { opset, batchSize, tolerance }: { opset: number | undefined; batchSize: number | undefined; tolerance: number },
+): void {
   const { meta, parity, centers } = result;
   const batchDim = result.dynamicBatch ? 'N' : String(batchSize ?? 1);
   console.log(`plsc export: checkpoint ${shown(result.checkpointDir)} (step ${meta.step}, backbone ${meta.backbone}, ${meta.numClasses} classes in ${meta.worldSize} FC shard${meta.worldSize === 1 ? '' : 's'})`);
@@ -97,7 +67,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     `  model    ${shown(result.modelPath)} (${formatBytes(result.modelBytes)}, opset ${opset ?? 17}): input [${batchDim}, ${result.inputShape.join(', ')}] float32 -> embedding [${batchDim}, ${result.embeddingSize}]`,
   );
   console.log(
-    `  parity   onnxruntime vs libtorch on ${parity.batch} random inputs: max abs diff ${parity.maxAbsDiff.toExponential(2)} (tolerance ${tolerance ?? EXPORT_PARITY_TOLERANCE}; outputs up to ${parity.maxAbsOutput.toPrecision(4)})`,
+    `  parity   onnxruntime vs libtorch on ${parity.batch} random inputs: max abs diff ${parity.maxAbsDiff.toExponential(2)} (tolerance ${tolerance}; outputs up to ${parity.maxAbsOutput.toPrecision(4)})`,
   );
   if (centers !== null) {
     console.log(`  centers  ${shown(centers.path)} (${formatBytes(centers.bytes)}): 'centers' [${centers.numClasses}, ${centers.embeddingSize}] ${centers.dtype}, rows L2-normalized, class order of the shards`);
@@ -110,5 +80,4 @@ export async function exportCommand(argv: string[]): Promise<number> {
   } else {
     console.log(`\nthis backbone takes [${result.inputShape.join(', ')}] inputs, not images: plsc serve (which decodes images) cannot serve it; run it with onnxruntime directly`);
   }
-  return 0;
 }

@@ -3,8 +3,8 @@
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { formatBytes, shellQuote, shown } from '../cli/format.js';
+import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli/args.js';
 import type { TrainSummary } from './entry.js';
 import type { TrainConfig } from './config.js';
 import type { DemoOptions, DemoResult } from './demo.js';
@@ -33,26 +33,8 @@ function command(...words: string[]): string {
   return words.map(shellQuote).join(' ');
 }
 
-function integerFlag(value: string | undefined, name: string, minimum: number): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || !Number.isInteger(parsed) || parsed < minimum) throw new Error(`--${name} must be an integer >= ${minimum}, got '${value}'`);
-  return parsed;
-}
-
-function numberFlag(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = Number(value);
-  if (value.trim() === '' || !Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} must be a positive number, got '${value}'`);
-  return parsed;
-}
-
 function formatSeconds(seconds: number): string {
   return seconds < 120 ? `${seconds.toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,52 +81,29 @@ export function trainingReport(summary: TrainSummary, config: TrainConfig): stri
 
 /** `plsc train --config file.yaml [--set key=value ...] [--nproc N]`. 0: trained; 1: training failed; 2: usage or config error. */
 export async function trainCommand(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string', short: 'c' },
-        set: { type: 'string', multiple: true },
-        nproc: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`plsc train: ${errorMessage(error)}\n\n${TRAIN_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(TRAIN_USAGE);
-    return 0;
-  }
-  let nproc: number | undefined;
-  try {
-    if (!values.config) throw new Error('--config is required');
-    nproc = integerFlag(values.nproc, 'nproc', 1);
-  } catch (error) {
-    console.error(`plsc train: ${errorMessage(error)}\n\n${TRAIN_USAGE}`);
-    return 2;
-  }
-  const { loadConfigFile } = await import('./config.js');
-  const { readDistributedEnv } = await import('../distributed/env.js');
-  let config: TrainConfig;
-  let env;
-  try {
-    if (!existsSync(values.config)) throw new Error(`${resolve(values.config)}: no such config file`);
-    config = loadConfigFile(values.config, [...(values.set ?? []), ...(nproc !== undefined ? [`workers=${nproc}`] : [])]);
-    env = readDistributedEnv();
-  } catch (error) {
-    console.error(`plsc train: ${errorMessage(error)}`);
-    return 2;
-  }
+  const options = {
+    config: { type: 'string', short: 'c' },
+    set: { type: 'string', multiple: true },
+    nproc: { type: 'string' },
+  } as const;
+  return runCommand({ name: 'train', usage: TRAIN_USAGE, options }, argv, async ({ values }) => {
+    const configPath = required(values.config, 'config');
+    const nproc = integerFlag(values.nproc, 'nproc', 1);
+    const { loadConfigFile } = await import('./config.js');
+    const { readDistributedEnv } = await import('../distributed/env.js');
+    let config: TrainConfig;
+    let env;
+    try {
+      if (!existsSync(configPath)) throw new Error(`${resolve(configPath)}: no such config file`);
+      config = loadConfigFile(configPath, [...(values.set ?? []), ...(nproc !== undefined ? [`workers=${nproc}`] : [])]);
+      env = readDistributedEnv();
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error), false);
+    }
 
-  const { summarize, trainInLocalWorkers } = await import('./entry.js');
-  let summary: TrainSummary;
-  let printReport = true;
-  try {
+    const { summarize, trainInLocalWorkers } = await import('./entry.js');
+    let summary: TrainSummary;
+    let printReport = true;
     if (env === null && config.workers > 1) {
       summary = await withStopSignals((signal) => trainInLocalWorkers(config, { signal }));
     } else {
@@ -160,12 +119,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
       }
       printReport = summary.rank === 0;
     }
-  } catch (error) {
-    console.error(`plsc train: ${errorMessage(error)}`);
-    return 1;
-  }
-  if (printReport) for (const line of trainingReport(summary, config)) console.log(line);
-  return 0;
+    if (printReport) for (const line of trainingReport(summary, config)) console.log(line);
+    return 0;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,61 +145,36 @@ function describeShards(rows: readonly { rank: number; rows: number }[]): string
 
 /** `plsc reshard --checkpoint DIR --world-size M --out DIR`. 0: written; 1: failed; 2: usage error. */
 export async function reshardCommand(argv: string[]): Promise<number> {
-  let values;
-  let worldSize: number | undefined;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        checkpoint: { type: 'string' },
-        'world-size': { type: 'string' },
-        out: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-    if (!values.help) {
-      if (!values.checkpoint) throw new Error('--checkpoint is required');
-      if (!values.out) throw new Error('--out is required');
-      worldSize = integerFlag(values['world-size'], 'world-size', 1);
-      if (worldSize === undefined) throw new Error('--world-size is required');
-    }
-  } catch (error) {
-    console.error(`plsc reshard: ${errorMessage(error)}\n\n${RESHARD_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(RESHARD_USAGE);
-    return 0;
-  }
-  const { listCheckpoints, readMeta, reshardCheckpoint, shardSummary } = await import('./checkpoint.js');
-  try {
-    let source = values.checkpoint as string;
+  const options = {
+    checkpoint: { type: 'string' },
+    'world-size': { type: 'string' },
+    out: { type: 'string' },
+  } as const;
+  return runCommand({ name: 'reshard', usage: RESHARD_USAGE, options }, argv, async ({ values }) => {
+    let source = required(values.checkpoint, 'checkpoint');
+    const out = required(values.out, 'out');
+    const worldSize = required(integerFlag(values['world-size'], 'world-size', 1), 'world-size');
+    const { listCheckpoints, readMeta, reshardCheckpoint, shardSummary } = await import('./checkpoint.js');
     if (!existsSync(source)) throw new Error(`checkpoint ${resolve(source)}: no such directory`);
     if (!existsSync(join(source, 'meta.json'))) {
       const newest = listCheckpoints(source).at(-1);
       if (newest === undefined) throw new Error(`checkpoint ${resolve(source)}: no meta.json, and no step-* checkpoint inside it`);
       source = newest.path;
     }
-    const out = values.out as string;
     // reshardCheckpoint replaces --out: only ever an earlier checkpoint, never some other directory.
     if (existsSync(out) && !existsSync(join(out, 'meta.json'))) {
       throw new Error(`--out ${resolve(out)} exists and is not a checkpoint; name a new directory (a checkpoint there is replaced)`);
     }
     const before = readMeta(source);
     const beforeShards = shardSummary(source, before);
-    const after = reshardCheckpoint(source, worldSize as number, values.out as string);
-    const afterShards = shardSummary(values.out as string, after);
-    console.log(`plsc reshard: ${shown(source)} (step ${before.step}, ${before.numClasses} classes x ${before.embeddingSize}, ${before.lossType}) -> ${shown(values.out as string)}`);
+    const after = reshardCheckpoint(source, worldSize, out);
+    const afterShards = shardSummary(out, after);
+    console.log(`plsc reshard: ${shown(source)} (step ${before.step}, ${before.numClasses} classes x ${before.embeddingSize}, ${before.lossType}) -> ${shown(out)}`);
     console.log(`  before  ${describeShards(beforeShards)}`);
     console.log(`  after   ${describeShards(afterShards)}`);
-    console.log(`resume with ${after.worldSize} worker${after.worldSize === 1 ? '' : 's'}: ${command('plsc', 'train', '--config', 'CONFIG.yaml', '--set', `resume=${shown(values.out as string)}`, '--nproc', String(after.worldSize))}`);
-  } catch (error) {
-    console.error(`plsc reshard: ${errorMessage(error)}`);
-    return 1;
-  }
-  return 0;
+    console.log(`resume with ${after.worldSize} worker${after.worldSize === 1 ? '' : 's'}: ${command('plsc', 'train', '--config', 'CONFIG.yaml', '--set', `resume=${shown(out)}`, '--nproc', String(after.worldSize))}`);
+    return 0;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,68 +202,42 @@ plsc serve command. A few minutes on a 2-core machine.
 
 /** `plsc demo`. 0: done; 1: a phase failed; 2: usage error. */
 export async function demoCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        out: { type: 'string' },
-        classes: { type: 'string' },
-        'images-per-class': { type: 'string' },
-        steps: { type: 'string' },
-        nproc: { type: 'string' },
-        model: { type: 'string' },
-        'image-size': { type: 'string' },
-        'batch-size': { type: 'string' },
-        lr: { type: 'string' },
-        'warmup-steps': { type: 'string' },
-        pairs: { type: 'string' },
-        quick: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    console.error(`plsc demo: ${errorMessage(error)}\n\n${DEMO_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(DEMO_USAGE);
-    return 0;
-  }
-  const { DEMO_DEFAULTS, QUICK_DEMO, runDemo } = await import('./demo.js');
-  const options: DemoOptions = { ...DEMO_DEFAULTS, ...(values.quick ? QUICK_DEMO : {}) };
-  try {
-    const str = (name: string): string | undefined => values[name] as string | undefined;
-    if (str('out') !== undefined) options.out = str('out') as string;
-    options.classes = integerFlag(str('classes'), 'classes', 2) ?? options.classes;
-    options.imagesPerClass = integerFlag(str('images-per-class'), 'images-per-class', 1) ?? options.imagesPerClass;
-    options.steps = integerFlag(str('steps'), 'steps', 1) ?? options.steps;
-    options.workers = integerFlag(str('nproc'), 'nproc', 1) ?? options.workers;
-    if (str('model') !== undefined) options.model = str('model') as string;
-    options.imageSize = integerFlag(str('image-size'), 'image-size', 8) ?? options.imageSize;
-    options.batchSize = integerFlag(str('batch-size'), 'batch-size', 1) ?? options.batchSize;
-    options.lr = numberFlag(str('lr'), 'lr') ?? options.lr;
-    options.warmupSteps = integerFlag(str('warmup-steps'), 'warmup-steps', 0) ?? options.warmupSteps;
-    options.verificationPairs = integerFlag(str('pairs'), 'pairs', 10) ?? options.verificationPairs;
-    options.heldOutClasses = Math.max(options.heldOutClasses, options.verificationPairs);
-    if (options.classes < options.workers) throw new Error(`--classes (${options.classes}) must be at least the number of workers (${options.workers})`);
-  } catch (error) {
-    console.error(`plsc demo: ${errorMessage(error)}\n\n${DEMO_USAGE}`);
-    return 2;
-  }
+  const options = {
+    out: { type: 'string' },
+    classes: { type: 'string' },
+    'images-per-class': { type: 'string' },
+    steps: { type: 'string' },
+    nproc: { type: 'string' },
+    model: { type: 'string' },
+    'image-size': { type: 'string' },
+    'batch-size': { type: 'string' },
+    lr: { type: 'string' },
+    'warmup-steps': { type: 'string' },
+    pairs: { type: 'string' },
+    quick: { type: 'boolean' },
+  } as const;
+  return runCommand({ name: 'demo', usage: DEMO_USAGE, options }, argv, async ({ values }) => {
+    const { DEMO_DEFAULTS, QUICK_DEMO, runDemo } = await import('./demo.js');
+    const demo: DemoOptions = { ...DEMO_DEFAULTS, ...(values.quick ? QUICK_DEMO : {}) };
+    if (values.out !== undefined) demo.out = values.out;
+    demo.classes = integerFlag(values.classes, 'classes', 2) ?? demo.classes;
+    demo.imagesPerClass = integerFlag(values['images-per-class'], 'images-per-class', 1) ?? demo.imagesPerClass;
+    demo.steps = integerFlag(values.steps, 'steps', 1) ?? demo.steps;
+    demo.workers = integerFlag(values.nproc, 'nproc', 1) ?? demo.workers;
+    if (values.model !== undefined) demo.model = values.model;
+    demo.imageSize = integerFlag(values['image-size'], 'image-size', 8) ?? demo.imageSize;
+    demo.batchSize = integerFlag(values['batch-size'], 'batch-size', 1) ?? demo.batchSize;
+    demo.lr = numberFlag(values.lr, 'lr', { greaterThan: 0 }) ?? demo.lr;
+    demo.warmupSteps = integerFlag(values['warmup-steps'], 'warmup-steps', 0) ?? demo.warmupSteps;
+    demo.verificationPairs = integerFlag(values.pairs, 'pairs', 10) ?? demo.verificationPairs;
+    demo.heldOutClasses = Math.max(demo.heldOutClasses, demo.verificationPairs);
+    if (demo.classes < demo.workers) throw new UsageError(`--classes (${demo.classes}) must be at least the number of workers (${demo.workers})`);
 
-  const log = (line: string): void => void console.log(`plsc demo: ${line}`);
-  let result: DemoResult;
-  try {
-    result = await withStopSignals((signal) => runDemo(options, { log, signal }));
-  } catch (error) {
-    console.error(`plsc demo: ${errorMessage(error)}`);
-    return 1;
-  }
-  for (const line of demoSummary(result)) console.log(line);
-  return 0;
+    const log = (line: string): void => void console.log(`plsc demo: ${line}`);
+    const result: DemoResult = await withStopSignals((signal) => runDemo(demo, { log, signal }));
+    for (const line of demoSummary(result)) console.log(line);
+    return 0;
+  });
 }
 
 /** The demo's closing summary. */

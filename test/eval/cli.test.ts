@@ -258,7 +258,7 @@ test('usage errors exit 2 with the usage text; --help exits 0', async () => {
     [['--model', model], /at least one --bin FILE/],
     [['--model', model, '--identify', '--gallery', 'g.txt'], /--identify needs --gallery LIST and --probe LIST/],
     [['--model', model, '--gallery', 'g.txt', '--probe', 'p.txt'], /--gallery\/--probe need --identify/],
-    [['--model', model, '--bin', bin, '--batch-size', '0'], /--batch-size must be a positive integer, got '0'/],
+    [['--model', model, '--bin', bin, '--batch-size', '0'], /--batch-size must be an integer >= 1, got '0'/],
     [['--model', model, '--bin', bin, '--frobnicate'], /Unknown option '--frobnicate'/],
   ];
   for (const [argv, pattern] of cases) {

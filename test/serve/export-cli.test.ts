@@ -28,6 +28,7 @@ import { loadClassCenters } from '../../src/serve/centers.js';
 import { halfToFloat32 } from '../../src/serve/float16.js';
 import { EmbeddingModel } from '../../src/serve/model.js';
 import { mismatchedBackbone } from './fixtures/mismatched-backbone.js';
+import { captured } from '../helpers/capture-console.js';
 
 const NUM_CLASSES = 11; // 6 + 5 over two shards
 const EMB = 64;
@@ -134,21 +135,6 @@ function writeCheckpoint(root: string, step: number, state: Record<string, Tenso
   });
 }
 
-/** Runs `fn` with console.log / console.error captured. */
-async function captured<T>(fn: () => Promise<T>): Promise<{ result: T; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...args: unknown[]) => void out.push(args.join(' '));
-  console.error = (...args: unknown[]) => void err.push(args.join(' '));
-  try {
-    const result = await fn();
-    return { result, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 const CONFIG = { model: 'mobilefacenet', embSize: EMB, imageSize: 112, classNum: NUM_CLASSES, lossType: 'dist_arcface' };
 

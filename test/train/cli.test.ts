@@ -103,6 +103,20 @@ test('plsc train: usage and config errors exit 2 with a message naming the file 
     const help = await plsc(['train', '--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /plsc launch --nproc-per-node 2 -- plsc train --config/);
+    // The same conventions in reshard and demo (answered before anything is loaded or written).
+    const noWorld = await plsc(['reshard', '--checkpoint', dir, '--out', join(dir, 'x')]);
+    assert.equal(noWorld.code, 2);
+    assert.match(noWorld.stderr, /plsc reshard: --world-size is required\n\nusage: plsc reshard/);
+    const badFlag = await plsc(['demo', '--clases', '10']);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.stderr, /plsc demo: Unknown option '--clases'/);
+    const badLr = await plsc(['demo', '--lr=-1', '--out', join(dir, 'demo')]);
+    assert.equal(badLr.code, 2);
+    assert.match(badLr.stderr, /--lr must be a positive number, got '-1'/);
+    const tooFew = await plsc(['demo', '--classes', '2', '--nproc', '3', '--out', join(dir, 'demo')]);
+    assert.equal(tooFew.code, 2);
+    assert.match(tooFew.stderr, /--classes \(2\) must be at least the number of workers \(3\)/);
+    assert.ok(!existsSync(join(dir, 'demo')), 'a usage error wrote the demo directory');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,0 +1,42 @@
+// plsc serve / plsc bench serve: usage errors and --help are answered before any model is loaded.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { serveCommand, benchServeCommand } from '../../src/serve/cli.js';
+import { captured } from '../helpers/capture-console.js';
+
+
+test('plsc serve: usage errors exit 2 naming the option, --help exits 0', async () => {
+  const cases: [string[], RegExp][] = [
+    [[], /plsc serve: --model is required\n\nusage: plsc serve/],
+    [['--model', 'm.onnx', '--port', '70000'], /--port must be at most 65535, got 70000/],
+    [['--model', 'm.onnx', '--port', '80.5'], /--port must be an integer >= 0, got '80.5'/],
+    [['--model', 'm.onnx', '--max-batch', '0'], /--max-batch must be an integer >= 1, got '0'/],
+    [['--model', 'm.onnx', '--body-limit', '16g'], /--body-limit must be a byte count like 1048576, 512k or 16m, got '16g'/],
+    [['--model', 'm.onnx', '--input-size', '112'], /--input-size must look like 112x112, got '112'/],
+    [['--model', 'm.onnx', '--max-wait-ms=-1'], /--max-wait-ms must be a number >= 0, got '-1'/],
+    [['--model', 'm.onnx', '--bogus'], /plsc serve: Unknown option '--bogus'/],
+  ];
+  for (const [argv, message] of cases) {
+    const { result: code, stderr } = await captured(() => serveCommand(argv));
+    assert.equal(code, 2, `${argv.join(' ')}: ${stderr}`);
+    assert.match(stderr, message);
+  }
+  const help = await captured(() => serveCommand(['--help']));
+  assert.equal(help.result, 0);
+  assert.match(help.stdout, /^usage: plsc serve --model model\.onnx/);
+  assert.equal(help.stderr, '');
+});
+
+test('plsc bench serve: usage errors exit 2', async () => {
+  const cases: [string[], RegExp][] = [
+    [['--route', 'classify'], /--route must be one of embed, verify, inference, got 'classify'/],
+    [['--duration', '0'], /--duration must be in \(0, 600\] seconds, got 0/],
+    [['--concurrency', '1,x'], /--concurrency must be an integer >= 1, got 'x'/],
+  ];
+  for (const [argv, message] of cases) {
+    const { result: code, stderr } = await captured(() => benchServeCommand(argv));
+    assert.equal(code, 2, `${argv.join(' ')}: ${stderr}`);
+    assert.match(stderr, message);
+    assert.match(stderr, /usage: plsc bench serve/);
+  }
+});
