@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import type { Backbone } from '../models/backbone.js';
 import { loadSafetensors, readSafetensorsMetadata } from '../torch/safetensors.js';
 import { backboneFromSpec } from '../train/backbone-spec.js';
-import { listCheckpoints, readMeta, type CheckpointMeta } from '../train/checkpoint.js';
+import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../train/checkpoint.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../train/config.js';
 import { backboneImageSize } from '../train/validation.js';
 
@@ -45,18 +45,6 @@ export interface LoadedBackbone {
   imageSizeAssumed: boolean;
 }
 
-/** The step directory a `--checkpoint` path names: itself when it holds meta.json, else its newest step. */
-function checkpointStepDir(path: string): string {
-  if (!existsSync(path)) throw new Error(`checkpoint ${path} does not exist`);
-  if (!statSync(path).isDirectory()) throw new Error(`checkpoint ${path} is not a directory (a .safetensors file is loaded with --model)`);
-  if (existsSync(join(path, 'meta.json'))) return path;
-  const steps = listCheckpoints(path);
-  const newest = steps[steps.length - 1];
-  if (newest === undefined) {
-    throw new Error(`checkpoint ${path}: neither a checkpoint step directory (no meta.json) nor a checkpoint root (no step-XXXXXXXX/ with a meta.json inside)`);
-  }
-  return newest.path;
-}
 
 function positiveIntegerMetadata(value: string | undefined, file: string, key: string): number | undefined {
   if (value === undefined) return undefined;
@@ -89,8 +77,8 @@ interface ModelDescription {
 }
 
 function describeCheckpoint(spec: EvalModelSpec & { checkpoint: string }): ModelDescription {
-  const dir = checkpointStepDir(spec.checkpoint);
-  const meta: CheckpointMeta = readMeta(dir);
+  const dir = resolveCheckpointDir(spec.checkpoint);
+  const meta: CheckpointMeta = readMeta(dir, { requireShards: false });
   const weightsPath = join(dir, 'backbone.safetensors');
   if (!existsSync(weightsPath)) throw new Error(`checkpoint ${dir}: missing backbone.safetensors`);
   const config = (meta.config ?? {}) as Record<string, unknown>;

@@ -1,7 +1,7 @@
 // A training checkpoint to deployable files: the backbone rebuilt from meta.json with its trained
 // weights, written as ONNX and checked against the libtorch forward in onnxruntime, and optionally
 // the normalized class centres for `plsc serve --centers`.
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
 import * as F from '../torch/ops.js';
@@ -11,7 +11,7 @@ import { loadSafetensors } from '../torch/safetensors.js';
 import type { Tensor } from '../torch/tensor.js';
 import { exportOnnx, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME } from '../models/export-onnx.js';
 import type { Backbone } from '../models/backbone.js';
-import { listCheckpoints, readMeta, type CheckpointMeta } from '../train/checkpoint.js';
+import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../train/checkpoint.js';
 import { resolveConfig } from '../train/config.js';
 import { backboneFromSpec } from '../train/backbone-spec.js';
 import { writeCheckpointCenters, type CheckpointCentersResult } from './checkpoint-centers.js';
@@ -19,16 +19,6 @@ import { writeCheckpointCenters, type CheckpointCentersResult } from './checkpoi
 /** The largest max-abs difference between onnxruntime and libtorch that the export accepts. */
 export const EXPORT_PARITY_TOLERANCE = 1e-4;
 
-/** A step directory (holds meta.json) as is, or the newest `step-*` checkpoint of a checkpoint root. */
-export function resolveCheckpointDir(spec: string): string {
-  if (!existsSync(spec)) throw new Error(`checkpoint ${resolve(spec)}: no such directory`);
-  if (!statSync(spec).isDirectory()) throw new Error(`checkpoint ${resolve(spec)}: not a directory`);
-  if (existsSync(join(spec, 'meta.json'))) return spec;
-  const all = listCheckpoints(spec);
-  const newest = all[all.length - 1];
-  if (newest === undefined) throw new Error(`checkpoint ${resolve(spec)}: no meta.json, and no step-* checkpoint inside it`);
-  return newest.path;
-}
 
 /**
  * Builds the checkpoint's backbone (as training did, from meta.json's config), loads
@@ -228,7 +218,8 @@ export async function exportCheckpoint(options: ExportCheckpointOptions): Promis
   const dynamicBatch = options.dynamicBatch ?? false;
   if (options.centers !== undefined && resolve(options.centers) === resolve(options.out)) throw new Error('--centers and --out must be different files');
   const checkpointDir = resolveCheckpointDir(options.checkpoint);
-  const meta = readMeta(checkpointDir);
+  // The class centres come from the FC shards; the model alone needs only the backbone.
+  const meta = readMeta(checkpointDir, { requireShards: options.centers !== undefined });
   const backbone = await loadCheckpointBackbone(checkpointDir, meta);
   let modelBytes: number;
   let parity: ParityResult;

@@ -7,7 +7,7 @@
 //   fc-rank-<r>-of-<W>.safetensors  each rank: its class shard (weight, weight_momentum[, bias, bias_momentum])
 // Everything is written into .tmp-step-00001200 and renamed once complete, so a crash mid-write
 // leaves the previous checkpoint intact.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
@@ -59,6 +59,21 @@ export function listCheckpoints(checkpointDir: string): { step: number; path: st
     .sort((a, b) => a.step - b.step);
 }
 
+/**
+ * The step directory a checkpoint path names (plsc export, eval and reshard): the path itself when
+ * it holds meta.json, else the newest complete `step-*` checkpoint inside it.
+ */
+export function resolveCheckpointDir(spec: string): string {
+  if (!existsSync(spec)) throw new Error(`checkpoint ${resolve(spec)}: no such directory`);
+  if (!statSync(spec).isDirectory()) throw new Error(`checkpoint ${resolve(spec)} is not a directory (a .safetensors file is loaded with --model)`);
+  if (existsSync(join(spec, 'meta.json'))) return spec;
+  const newest = listCheckpoints(spec).at(-1);
+  if (newest === undefined) {
+    throw new Error(`checkpoint ${resolve(spec)}: neither a checkpoint step directory (no meta.json) nor a checkpoint root (no step-XXXXXXXX/ with a meta.json inside)`);
+  }
+  return newest.path;
+}
+
 /** `latest` resolves to the newest checkpoint in checkpointDir; any other value is a directory. */
 export function resolveCheckpoint(spec: string, checkpointDir: string): string {
   if (spec === 'latest') {
@@ -71,7 +86,11 @@ export function resolveCheckpoint(spec: string, checkpointDir: string): string {
   return spec;
 }
 
-export function readMeta(dir: string): CheckpointMeta {
+/**
+ * A checkpoint's meta.json, checked. With `requireShards` (the default) every FC shard it names must
+ * be there too; export of the backbone alone and evaluation pass false (they never read the shards).
+ */
+export function readMeta(dir: string, { requireShards = true }: { requireShards?: boolean } = {}): CheckpointMeta {
   const path = join(dir, 'meta.json');
   let meta: CheckpointMeta;
   try {
@@ -80,7 +99,7 @@ export function readMeta(dir: string): CheckpointMeta {
     throw new Error(`checkpoint ${path}: cannot read meta.json (${(err as Error).message})`);
   }
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${path}: unknown format ${JSON.stringify(meta.format)}`);
-  for (let r = 0; r < meta.worldSize; r++) {
+  for (let r = 0; requireShards && r < meta.worldSize; r++) {
     const shard = join(dir, shardFileName(r, meta.worldSize));
     if (!existsSync(shard)) throw new Error(`checkpoint ${dir}: missing FC shard ${shardFileName(r, meta.worldSize)}`);
   }

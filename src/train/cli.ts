@@ -151,16 +151,11 @@ export async function reshardCommand(argv: string[]): Promise<number> {
     out: { type: 'string' },
   } as const;
   return runCommand({ name: 'reshard', usage: RESHARD_USAGE, options }, argv, async ({ values }) => {
-    let source = required(values.checkpoint, 'checkpoint');
+    const checkpoint = required(values.checkpoint, 'checkpoint');
     const out = required(values.out, 'out');
     const worldSize = required(integerFlag(values['world-size'], 'world-size', 1), 'world-size');
-    const { listCheckpoints, readMeta, reshardCheckpoint, shardSummary } = await import('./checkpoint.js');
-    if (!existsSync(source)) throw new Error(`checkpoint ${resolve(source)}: no such directory`);
-    if (!existsSync(join(source, 'meta.json'))) {
-      const newest = listCheckpoints(source).at(-1);
-      if (newest === undefined) throw new Error(`checkpoint ${resolve(source)}: no meta.json, and no step-* checkpoint inside it`);
-      source = newest.path;
-    }
+    const { readMeta, reshardCheckpoint, resolveCheckpointDir, shardSummary } = await import('./checkpoint.js');
+    const source = resolveCheckpointDir(checkpoint);
     // reshardCheckpoint replaces --out: only ever an earlier checkpoint, never some other directory.
     if (existsSync(out) && !existsSync(join(out, 'meta.json'))) {
       throw new Error(`--out ${resolve(out)} exists and is not a checkpoint; name a new directory (a checkpoint there is replaced)`);

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ import { createBackbone } from '../../src/models/index.js';
 import { saveSafetensors } from '../../src/torch/safetensors.js';
 import { tidy } from '../../src/torch/scope.js';
 import { manualSeed } from '../../src/torch/native.js';
-import { saveCheckpoint, checkpointName } from '../../src/train/checkpoint.js';
+import { saveCheckpoint, checkpointName, shardFileName } from '../../src/train/checkpoint.js';
 import { DEFAULT_CONFIG } from '../../src/train/config.js';
 import { backboneEmbedFunction, verifyBin } from '../../src/train/validation.js';
 import * as F from '../../src/torch/ops.js';
@@ -219,6 +219,13 @@ test('--checkpoint: a root picks the newest step, a step directory is used as is
   assert.ok(Math.abs(xnormOf(fromStep1.out) - expectedA.xnorm) < 1e-6 * expectedA.xnorm);
   const table = await run(['--checkpoint', join(dir, 'ckpt'), '--bin', join(dir, 'synth.bin')]);
   assert.match(table.out, /^model: checkpoint .*step-00000002 \(step 2\): /);
+  // Evaluation reads the backbone only: a copy without the FC shard evaluates the same.
+  const backboneOnly = join(dir, 'backbone-only');
+  cpSync(join(dir, 'ckpt', checkpointName(1)), backboneOnly, { recursive: true });
+  rmSync(join(backboneOnly, shardFileName(0, 1)));
+  const withoutShard = await run(['--checkpoint', backboneOnly, '--bin', join(dir, 'synth.bin'), '--json']);
+  assert.equal(withoutShard.code, 0, withoutShard.err);
+  assert.equal(xnormOf(withoutShard.out), xnormOf(fromStep1.out));
 });
 
 test('errors name what is wrong: missing files, bad checkpoints, mismatched sizes, unreadable bins', async () => {
@@ -227,7 +234,7 @@ test('errors name what is wrong: missing files, bad checkpoints, mismatched size
   const cases: [string[], RegExp][] = [
     [['--model', model, '--bin', join(dir, 'nope.bin')], /validation target '.*nope\.bin' not found/],
     [['--model', join(dir, 'nope.safetensors'), '--bin', bin], /model .*nope\.safetensors does not exist/],
-    [['--checkpoint', join(dir, 'nope'), '--bin', bin], /checkpoint .*nope does not exist/],
+    [['--checkpoint', join(dir, 'nope'), '--bin', bin], /checkpoint .*nope: no such directory/],
     [['--checkpoint', join(dir, 'images'), '--bin', bin], /neither a checkpoint step directory \(no meta\.json\) nor a checkpoint root/],
     [['--checkpoint', model, '--bin', bin], /is not a directory \(a \.safetensors file is loaded with --model\)/],
     [['--model', join(dir, 'bare.safetensors'), '--bin', bin], /bare\.safetensors carries no 'model' metadata; pass --backbone NAME/],

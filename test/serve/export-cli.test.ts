@@ -267,7 +267,7 @@ test('error: a directory without meta.json or step-* checkpoints', async () => {
   mkdirSync(empty, { recursive: true });
   const { result: code, stderr } = await captured(() => exportCommand(['--checkpoint', empty, '--out', join(work, 'x.onnx')]));
   assert.equal(code, 1);
-  assert.match(stderr, /empty: no meta\.json, and no step-\* checkpoint inside it/);
+  assert.match(stderr, /empty: neither a checkpoint step directory \(no meta\.json\) nor a checkpoint root/);
   await assert.rejects(exportCheckpoint({ checkpoint: join(work, 'missing'), out: join(work, 'x.onnx') }), /missing: no such directory/);
   assert.ok(!existsSync(join(work, 'x.onnx')));
 });
@@ -284,6 +284,22 @@ test('error: unknown backbone in meta.json', async () => {
   assert.equal(code, 1);
   assert.match(stderr, /meta\.json: cannot build backbone 'resnet-9000': .*unknown backbone 'resnet-9000' \(available: .*mobilefacenet/);
   assert.ok(!existsSync(out));
+});
+
+test('a checkpoint without its FC shards still exports the model; --centers names the missing shard', async () => {
+  const copy = join(work, 'backbone-only', 'step-00000200');
+  cpSync(join(root, 'step-00000200'), copy, { recursive: true });
+  const meta = JSON.parse(readFileSync(join(copy, 'meta.json'), 'utf8')) as CheckpointMeta;
+  for (let r = 0; r < meta.worldSize; r++) rmSync(join(copy, shardFileName(r, meta.worldSize)));
+  const out = join(work, 'backbone-only', 'model.onnx');
+  const exported = await captured(() => exportCommand(['--checkpoint', copy, '--out', out]));
+  assert.equal(exported.result, 0, exported.stderr);
+  assert.ok(existsSync(out));
+  const centers = join(work, 'backbone-only', 'centers.safetensors');
+  const withCenters = await captured(() => exportCommand(['--checkpoint', copy, '--out', join(work, 'backbone-only', 'again.onnx'), '--centers', centers]));
+  assert.equal(withCenters.result, 1);
+  assert.match(withCenters.stderr, new RegExp(`missing FC shard ${shardFileName(0, meta.worldSize)}`));
+  assert.ok(!existsSync(centers) && !existsSync(join(work, 'backbone-only', 'again.onnx')));
 });
 
 test('error: weights that do not fit the named backbone', async () => {
