@@ -1,6 +1,7 @@
 // Margin losses on cosine logits: target logit = s * (cos(m1*theta + m2) - m3), others s * cos.
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
+import { tidy } from '../torch/scope.js';
 
 export interface MarginOptions {
   /** Logit scale s. */
@@ -92,27 +93,34 @@ export class CombinedMarginLoss {
     if (!this.normalized || !this.angular) {
       return { value: F.sub(cosine, this.m3), derivative: F.onesLike(cosine) };
     }
-    const clamped = F.clamp(cosine, -ACOS_LIMIT, ACOS_LIMIT);
-    const theta = F.acos(clamped);
-    const angle = F.add(F.mul(theta, this.m1), this.m2);
-    const inRange = F.le(angle, Math.PI);
-    const marginValue = F.sub(F.cos(angle), this.m3);
-    const fallbackValue = F.sub(cosine, this.m3 + this.fallbackShift);
-    const value = F.where(inRange, marginValue, fallbackValue);
-    // d/dc cos(m1*acos(c) + m2) = m1 * sin(m1*theta + m2) / sqrt(1 - c^2)
-    const sinTheta = F.sqrt(F.sub(F.neg(F.mul(clamped, clamped)), -1));
-    const marginDerivative = F.div(F.mul(F.sin(angle), this.m1), sinTheta);
-    const derivative = F.where(inRange, marginDerivative, F.onesLike(cosine));
-    for (const t of [clamped, theta, angle, inRange, marginValue, fallbackValue, sinTheta, marginDerivative]) t.dispose();
-    return { value, derivative };
+    return tidy(() => {
+      const { clamped, angle, inRange } = this.angleOf(cosine);
+      // d/dc cos(m1*acos(c) + m2) = m1 * sin(m1*theta + m2) / sqrt(1 - c^2)
+      const sinTheta = F.sqrt(F.sub(F.neg(F.mul(clamped, clamped)), -1));
+      const marginDerivative = F.div(F.mul(F.sin(angle), this.m1), sinTheta);
+      return { value: this.psi(cosine, angle, inRange), derivative: F.where(inRange, marginDerivative, F.onesLike(cosine)) };
+    });
   }
 
   /** psi(cos) built from differentiable ops (the dense reference path and single-device use). */
   target(cosine: Tensor): Tensor {
     if (!this.normalized || !this.angular) return F.sub(cosine, this.m3);
+    return tidy(() => {
+      const { angle, inRange } = this.angleOf(cosine);
+      return this.psi(cosine, angle, inRange);
+    });
+  }
+
+  // m1 * acos(c) + m2 on c clamped just inside [-1, 1], and where it stays within pi.
+  private angleOf(cosine: Tensor): { clamped: Tensor; angle: Tensor; inRange: Tensor } {
     const clamped = F.clamp(cosine, -ACOS_LIMIT, ACOS_LIMIT);
     const angle = F.add(F.mul(F.acos(clamped), this.m1), this.m2);
-    return F.where(F.le(angle, Math.PI), F.sub(F.cos(angle), this.m3), F.sub(cosine, this.m3 + this.fallbackShift));
+    return { clamped, angle, inRange: F.le(angle, Math.PI) };
+  }
+
+  // cos(angle) - m3 within range, the linear fallback beyond it.
+  private psi(cosine: Tensor, angle: Tensor, inRange: Tensor): Tensor {
+    return F.where(inRange, F.sub(F.cos(angle), this.m3), F.sub(cosine, this.m3 + this.fallbackShift));
   }
 
   describe(): string {

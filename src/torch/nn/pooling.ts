@@ -11,41 +11,43 @@ export interface Pool2dOptions {
   ceilMode?: boolean;
 }
 
-export class MaxPool2d extends Module {
+/** The window geometry MaxPool2d and AvgPool2d share. */
+abstract class Pool2d extends Module {
   readonly kernelSize: [number, number];
   readonly stride: [number, number];
   readonly padding: [number, number];
   readonly ceilMode: boolean;
 
-  constructor(kernelSize: Size2, options: Pool2dOptions = {}) {
+  constructor(kind: string, kernelSize: Size2, options: Pool2dOptions) {
     super();
-    this.kernelSize = pair(kernelSize, 'MaxPool2d kernelSize');
-    this.stride = pair(options.stride ?? kernelSize, 'MaxPool2d stride');
-    this.padding = pair(options.padding ?? 0, 'MaxPool2d padding');
+    this.kernelSize = pair(kernelSize, `${kind} kernelSize`);
+    this.stride = pair(options.stride ?? kernelSize, `${kind} stride`);
+    this.padding = pair(options.padding ?? 0, `${kind} padding`);
     this.ceilMode = options.ceilMode ?? false;
   }
 
-  forward(input: Tensor): Tensor {
-    return F.maxPool2d(input, this.kernelSize, { stride: this.stride, padding: this.padding, ceilMode: this.ceilMode });
+  protected get window(): { stride: [number, number]; padding: [number, number]; ceilMode: boolean } {
+    return { stride: this.stride, padding: this.padding, ceilMode: this.ceilMode };
   }
 }
 
-export class AvgPool2d extends Module {
-  readonly kernelSize: [number, number];
-  readonly stride: [number, number];
-  readonly padding: [number, number];
-  readonly ceilMode: boolean;
-
+export class MaxPool2d extends Pool2d {
   constructor(kernelSize: Size2, options: Pool2dOptions = {}) {
-    super();
-    this.kernelSize = pair(kernelSize, 'AvgPool2d kernelSize');
-    this.stride = pair(options.stride ?? kernelSize, 'AvgPool2d stride');
-    this.padding = pair(options.padding ?? 0, 'AvgPool2d padding');
-    this.ceilMode = options.ceilMode ?? false;
+    super('MaxPool2d', kernelSize, options);
   }
 
   forward(input: Tensor): Tensor {
-    return F.avgPool2d(input, this.kernelSize, { stride: this.stride, padding: this.padding, ceilMode: this.ceilMode });
+    return F.maxPool2d(input, this.kernelSize, this.window);
+  }
+}
+
+export class AvgPool2d extends Pool2d {
+  constructor(kernelSize: Size2, options: Pool2dOptions = {}) {
+    super('AvgPool2d', kernelSize, options);
+  }
+
+  forward(input: Tensor): Tensor {
+    return F.avgPool2d(input, this.kernelSize, this.window);
   }
 }
 
