@@ -179,6 +179,22 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     },
   });
   metrics.gauge('plsc_queue_depth', 'Images admitted and waiting for a model run.', () => batcher.queueDepth);
+
+  // Concurrent /v1/classify requests share one pass over the class centres (reading C x D values
+  // dominates a search of a few queries): queries queue like images, and one search with the
+  // largest k of the batch answers them all (each keeps its own k best, best first).
+  const searchQueries = metrics.histogram('plsc_search_batch_size', 'Queries per pass over the class centres.', [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+  const searchEngine = search;
+  const searchBatcher =
+    searchEngine &&
+    new DynamicBatcher<{ query: Float32Array; k: number }, ClassMatch[]>(
+      async (items) => {
+        const widest = Math.max(...items.map((item) => item.k));
+        const matches = await searchEngine.search(items.map((item) => item.query), widest);
+        return matches.map((list, i) => list.slice(0, items[i]!.k));
+      },
+      { maxBatch, maxWaitMs, maxQueue, onBatch: (size) => searchQueries.observe({}, size) },
+    );
   let inFlight = 0;
   metrics.gauge('plsc_requests_in_flight', 'HTTP requests being handled.', () => inFlight);
 
@@ -295,7 +311,7 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   });
 
   app.post('/v1/classify', async (request, reply) => {
-    if (!search) {
+    if (!searchBatcher) {
       return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'classification is disabled: start the server with class centres (--centers centers.safetensors)' });
     }
     const { images, body } = collectImages(request, 'images');
@@ -305,7 +321,7 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
       throw new BadInputError(`'k' must be an integer in 1..${maxK}, got ${JSON.stringify(body.k ?? query.k)}`);
     }
     const embeddings = await embedAll(images, 'images', Buffer.isBuffer(request.body));
-    const matches: ClassMatch[][] = await search.search(embeddings, kValue);
+    const matches: ClassMatch[][] = await searchBatcher.run(embeddings.map((query) => ({ query, k: kValue })));
     return { k: kValue, results: matches.map((list) => list.map(({ index, score }) => ({ class: index, score }))) };
   });
 
@@ -354,6 +370,7 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
         try {
           await app.close();
           await batcher.idle();
+          await searchBatcher?.idle();
         } finally {
           clearTimeout(forceClose);
           clearInterval(sweepIdle);

@@ -132,6 +132,32 @@ describe('plsc serve routes', () => {
     assert.equal((defaultK.json.results as unknown[][])[0]!.length, 2);
   });
 
+  test('concurrent /v1/classify requests share one pass over the centres, each with its own k', async () => {
+    const dim = reference.info.embeddingDim;
+    const rows = new Float32Array(classCount * dim).map((_, i) => Math.cos(i * 7.31) * 0.5);
+    const waiting = await createServer({ modelPath: tinyModel(), centers: classCentersFromArray(rows, classCount, dim), maxK: 20, maxWaitMs: 300, maxBatch: 8 });
+    try {
+      const ks = [1, 4, 2, 7];
+      const together = await Promise.all(ks.map((k, i) => call(waiting, 'POST', '/v1/classify', { images: [b64(images[i]!)], k })));
+      const metrics = (await call(waiting, 'GET', '/metrics')).text;
+      assert.equal(Number(/^plsc_search_batch_size_count (\d+)$/m.exec(metrics)?.[1]), 1, metrics);
+      assert.equal(Number(/^plsc_search_batch_size_sum (\d+)$/m.exec(metrics)?.[1]), 4);
+      for (const [i, k] of ks.entries()) {
+        assert.equal(together[i]!.status, 200, together[i]!.text);
+        const alone = await call(waiting, 'POST', '/v1/classify', { images: [b64(images[i]!)], k });
+        // Batched GEMMs round differently in the last bits; the classes and their order are the same.
+        const [batched] = together[i]!.json.results as { class: number; score: number }[][];
+        const [single] = alone.json.results as { class: number; score: number }[][];
+        assert.equal(together[i]!.json.k, k);
+        assert.deepEqual(batched!.map((m) => m.class), single!.map((m) => m.class));
+        batched!.forEach((m, j) => assert.ok(Math.abs(m.score - single![j]!.score) < 1e-5));
+        assert.equal(batched!.length, k);
+      }
+    } finally {
+      await waiting.close();
+    }
+  });
+
   test('POST /FaceClassifyService/inference answers in the PLSC format', async () => {
     const result = await call(server, 'POST', '/FaceClassifyService/inference', { base64_string: [b64(images[0]!), b64(images[1]!)] });
     assert.equal(result.status, 200, result.text);
