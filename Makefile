@@ -44,6 +44,8 @@ bench: build deps-peer
 	node bin/plsc.js bench train --model iresnet18 --nproc 1
 	node bin/plsc.js bench train --model iresnet18 --nproc 2
 	node bin/plsc.js bench serve
+	node bin/plsc.js bench serve --route classify --classes 1000000 --concurrency 1,8
+	node bin/plsc.js bench serve --route classify --classes 1000000 --concurrency 1,8 --max-batch 1
 
 clean:
 	rm -rf dist native/build node_modules

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
 import type { LoadResult } from './load.js';
 import type { ServeOptions } from './server.js';
+import type { ClassCenters } from './centers.js';
 
 const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
 
@@ -35,7 +36,8 @@ load-tests it at each concurrency for a fixed duration.
   --concurrency LIST    comma-separated concurrency levels (default 1,4,16)
   --duration S          seconds per level (default 5)
   --warmup S            seconds of warm-up before measuring (default 1)
-  --route NAME          embed | verify | inference (default embed)
+  --route NAME          embed | verify | inference | classify (default embed)
+  --classes N           class centres for --route classify (random, default 100000)
   --model PATH          ONNX model to serve instead of the generated one
   --max-batch N         server max batch (default 32)
   --max-wait-ms MS      server max wait (default 2)
@@ -155,6 +157,7 @@ export async function benchServeCommand(argv: string[]): Promise<number> {
     duration: { type: 'string' },
     warmup: { type: 'string' },
     route: { type: 'string' },
+    classes: { type: 'string' },
     model: { type: 'string' },
     'max-batch': { type: 'string' },
     'max-wait-ms': { type: 'string' },
@@ -171,7 +174,8 @@ export async function benchServeCommand(argv: string[]): Promise<number> {
       levels,
       durationS,
       warmupS,
-      route: oneOf(values.route, 'route', ['embed', 'verify', 'inference'] as const, 'embed'),
+      route: oneOf(values.route, 'route', ['embed', 'verify', 'inference', 'classify'] as const, 'embed'),
+      classes: integerFlag(values.classes, 'classes') ?? 100_000,
       modelPath: values.model,
       maxBatch: integerFlag(values['max-batch'], 'max-batch') ?? 32,
       maxWaitMs: numberFlag(values['max-wait-ms'], 'max-wait-ms', { atLeast: 0 }) ?? 2,
@@ -186,7 +190,8 @@ interface BenchServeOptions {
   levels: number[];
   durationS: number;
   warmupS: number;
-  route: 'embed' | 'verify' | 'inference';
+  route: 'embed' | 'verify' | 'inference' | 'classify';
+  classes: number;
   modelPath: string | undefined;
   maxBatch: number;
   maxWaitMs: number;
@@ -194,7 +199,7 @@ interface BenchServeOptions {
   json: boolean;
 }
 
-async function benchServe({ levels, durationS, warmupS, route, maxBatch, maxWaitMs, threads, json, ...given }: BenchServeOptions): Promise<number> {
+async function benchServe({ levels, durationS, warmupS, route, classes, maxBatch, maxWaitMs, threads, json, ...given }: BenchServeOptions): Promise<number> {
   const [{ startServer }, { runLoad }, { buildTinyFaceModel }] = await Promise.all([import('./server.js'), import('./load.js'), import('./tiny-model.js')]);
   const workDir = await mkdtemp(join(tmpdir(), 'plsc-bench-serve-'));
   let modelPath = given.modelPath;
@@ -204,8 +209,19 @@ async function benchServe({ levels, durationS, warmupS, route, maxBatch, maxWait
     await writeFile(modelPath, buildTinyFaceModel({ inputSize: 112, embeddingDim: 128, width: 8 }));
   }
   const maxConcurrency = Math.max(...levels);
+  let centers: ClassCenters | undefined;
+  if (route === 'classify') {
+    const [{ EmbeddingModel }, { classCentersFromArray }] = await Promise.all([import('./model.js'), import('./centers.js')]);
+    const probe = await EmbeddingModel.load(modelPath);
+    const dim = probe.info.embeddingDim;
+    await probe.release();
+    let state = 1;
+    const rows = new Float32Array(classes * dim).map(() => ((state = (state * 1664525 + 1013904223) >>> 0) / 2 ** 32) - 0.5);
+    centers = classCentersFromArray(rows, classes, dim);
+  }
   const { server, url } = await startServer({
     modelPath,
+    ...(centers ? { centers } : {}),
     host: '127.0.0.1',
     port: 0,
     maxBatch,
@@ -213,17 +229,22 @@ async function benchServe({ levels, durationS, warmupS, route, maxBatch, maxWait
     maxQueue: Math.max(256, maxConcurrency * 4),
     ...(threads ? { intraOpThreads: threads } : {}),
   });
-  const results: (LoadResult & { mean_batch: number })[] = [];
+  const results: (LoadResult & { mean_batch: number; mean_search_batch?: number })[] = [];
   try {
     const { model } = server.info;
-    modelLabel += ` 3x${model.height}x${model.width} -> ${model.embeddingDim}`;
+    modelLabel += ` 3x${model.height}x${model.width} -> ${model.embeddingDim}${centers ? `, ${classes} random class centres` : ''}`;
     const image = (await makeFaceLikeJpeg(model.height)).toString('base64');
-    const path = route === 'embed' ? '/v1/embed' : route === 'verify' ? '/v1/verify' : '/FaceClassifyService/inference';
-    const payload = route === 'embed' ? { images: [image] } : route === 'verify' ? { images: [image, image] } : { base64_string: [image] };
+    const routes = {
+      embed: { path: '/v1/embed', payload: { images: [image] } },
+      verify: { path: '/v1/verify', payload: { images: [image, image] } },
+      classify: { path: '/v1/classify', payload: { images: [image], k: 5 } },
+      inference: { path: '/FaceClassifyService/inference', payload: { base64_string: [image] } },
+    };
+    const { path, payload } = routes[route];
     const load = { url: `${url}${path}`, method: 'POST' as const, body: Buffer.from(JSON.stringify(payload)), headers: { 'content-type': 'application/json' } };
     if (!json) {
       console.log(`plsc bench serve: ${modelLabel}; POST ${path} (one ${model.height}x${model.width} JPEG per image); ${durationS} s per level; max batch ${maxBatch}, max wait ${maxWaitMs} ms`);
-      console.log('concurrency      req/s   p50 ms   p99 ms   errors   mean batch');
+      console.log(`concurrency      req/s   p50 ms   p99 ms   errors   mean batch${route === 'classify' ? '   queries/search' : ''}`);
     }
     if (warmupS > 0) await runLoad({ ...load, concurrency: maxConcurrency, durationMs: warmupS * 1000 });
     for (const concurrency of levels) {
@@ -231,12 +252,19 @@ async function benchServe({ levels, durationS, warmupS, route, maxBatch, maxWait
       const result = await runLoad({ ...load, concurrency, durationMs: durationS * 1000 });
       const after = server.stats();
       const batches = after.batches - before.batches;
-      const row = { ...result, mean_batch: batches > 0 ? Math.round(((after.images - before.images) / batches) * 100) / 100 : 0 };
+      const passes = after.searchPasses - before.searchPasses;
+      const ratio = (total: number, count: number): number => (count > 0 ? Math.round((total / count) * 100) / 100 : 0);
+      const row = {
+        ...result,
+        mean_batch: ratio(after.images - before.images, batches),
+        ...(route === 'classify' ? { mean_search_batch: ratio(after.searchQueries - before.searchQueries, passes) } : {}),
+      };
       results.push(row);
       if (json) console.log(JSON.stringify({ route: path, ...row }));
       else {
         console.log(
-          `${String(concurrency).padStart(11)}  ${row.rps.toFixed(1).padStart(9)}  ${row.p50_ms.toFixed(2).padStart(7)}  ${row.p99_ms.toFixed(2).padStart(7)}  ${String(row.errors).padStart(7)}  ${row.mean_batch.toFixed(2).padStart(11)}`,
+          `${String(concurrency).padStart(11)}  ${row.rps.toFixed(1).padStart(9)}  ${row.p50_ms.toFixed(2).padStart(7)}  ${row.p99_ms.toFixed(2).padStart(7)}  ${String(row.errors).padStart(7)}  ${row.mean_batch.toFixed(2).padStart(11)}` +
+            (row.mean_search_batch !== undefined ? row.mean_search_batch.toFixed(2).padStart(17) : ''),
         );
       }
     }

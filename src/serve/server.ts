@@ -70,8 +70,11 @@ export interface PlscServer {
   readonly info: ServerInfo;
   /** Images admitted and not yet handed to the model. */
   readonly queueDepth: number;
-  /** Model runs and images embedded so far (mean batch size = images / batches). */
-  stats(): { batches: number; images: number };
+  /**
+   * Model runs and images embedded so far (mean batch size = images / batches), and passes over the
+   * class centres and the /v1/classify queries they answered.
+   */
+  stats(): { batches: number; images: number; searchPasses: number; searchQueries: number };
   /** Start listening on host:port; resolves to the base URL (e.g. http://127.0.0.1:8866). */
   listen(): Promise<string>;
   /** Stop accepting requests, finish the in-flight ones, then release the model. Idempotent. */
@@ -354,7 +357,8 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     },
     stats() {
       const { count, sum } = batchSize.snapshot();
-      return { batches: count, images: sum };
+      const searches = searchQueries.snapshot();
+      return { batches: count, images: sum, searchPasses: searches.count, searchQueries: searches.sum };
     },
     async listen() {
       return app.listen({ host, port });

@@ -29,7 +29,7 @@ test('plsc serve: usage errors exit 2 naming the option, --help exits 0', async 
 
 test('plsc bench serve: usage errors exit 2', async () => {
   const cases: [string[], RegExp][] = [
-    [['--route', 'classify'], /--route must be one of embed, verify, inference, got 'classify'/],
+    [['--route', 'search'], /--route must be one of embed, verify, inference, classify, got 'search'/],
     [['--duration', '0'], /--duration must be in \(0, 600\] seconds, got 0/],
     [['--concurrency', '1,x'], /--concurrency must be an integer >= 1, got 'x'/],
   ];

@@ -142,6 +142,8 @@ describe('plsc serve routes', () => {
       const metrics = (await call(waiting, 'GET', '/metrics')).text;
       assert.equal(Number(/^plsc_search_batch_size_count (\d+)$/m.exec(metrics)?.[1]), 1, metrics);
       assert.equal(Number(/^plsc_search_batch_size_sum (\d+)$/m.exec(metrics)?.[1]), 4);
+      const { searchPasses, searchQueries } = waiting.stats();
+      assert.deepEqual({ searchPasses, searchQueries }, { searchPasses: 1, searchQueries: 4 });
       for (const [i, k] of ks.entries()) {
         assert.equal(together[i]!.status, 200, together[i]!.text);
         const alone = await call(waiting, 'POST', '/v1/classify', { images: [b64(images[i]!)], k });
@@ -260,7 +262,7 @@ describe('plsc serve batching, overload and auth', () => {
       assert.equal(sum, 8);
       assert.equal(count, 1);
       assert.equal(upToOne, 0);
-      assert.deepEqual(server.stats(), { batches: 1, images: 8 });
+      assert.deepEqual(server.stats(), { batches: 1, images: 8, searchPasses: 0, searchQueries: 0 });
     } finally {
       await server.close();
     }
