@@ -108,7 +108,9 @@ export function numberFlag(value: string | undefined, name: string, bounds: { gr
   if (value === undefined) return undefined;
   const parsed = Number(value);
   const { greaterThan, atLeast } = bounds;
-  const ok = value.trim() !== '' && Number.isFinite(parsed) && !(greaterThan !== undefined && !(parsed > greaterThan)) && !(atLeast !== undefined && parsed < atLeast);
+  let ok = value.trim() !== '' && Number.isFinite(parsed);
+  if (greaterThan !== undefined) ok &&= parsed > greaterThan;
+  if (atLeast !== undefined) ok &&= parsed >= atLeast;
   if (!ok) {
     const range = greaterThan === 0 ? 'a positive number' : greaterThan !== undefined ? `a number > ${greaterThan}` : atLeast !== undefined ? `a number >= ${atLeast}` : 'a number';
     throw new UsageError(`--${name} must be ${range}, got '${value}'`);
