@@ -2,21 +2,7 @@
 // Neither loads libtorch in this process (the workers do).
 import { LAUNCH_USAGE, describeOutcome, launch, parseLaunchArgs, validateLaunchOptions, type LaunchResult } from './launcher.js';
 import { benchSizes, parseBytes, runCommBench, type CommBenchConfig, type CommBenchOp, type CommBenchRecord } from './bench-comm.js';
-
-const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-// Turns Ctrl-C / SIGTERM / SIGHUP into an abort of the launch (forwarded to the workers) for the
-// duration of fn.
-async function withStopSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController();
-  const handler = (signal: NodeJS.Signals): void => controller.abort(signal);
-  for (const s of STOP_SIGNALS) process.on(s, handler);
-  try {
-    return await fn(controller.signal);
-  } finally {
-    for (const s of STOP_SIGNALS) process.off(s, handler);
-  }
-}
+import { withStopSignals } from '../cli/signals.js';
 
 /** The launcher's closing report, or null when every worker succeeded. */
 export function launchReport(result: LaunchResult): string | null {

@@ -1,33 +1,13 @@
 // Command entry points of the training area: `plsc train`, `plsc reshard` and `plsc demo`.
 // libtorch and the trainer are loaded only once the arguments are valid (so --help answers at once).
 import { existsSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { formatBytes, shellQuote, shown } from '../cli/format.js';
 import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli/args.js';
+import { withStopSignals } from '../cli/signals.js';
 import type { TrainSummary } from './entry.js';
 import type { TrainConfig } from './config.js';
 import type { DemoOptions, DemoResult } from './demo.js';
-
-const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-/**
- * Ctrl-C / SIGTERM / SIGHUP abort `fn` (local workers are stopped rather than orphaned); a second
- * signal exits at once.
- */
-async function withStopSignals<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController();
-  const handler = (signal: NodeJS.Signals): void => {
-    if (controller.signal.aborted) process.exit(128 + ((osConstants.signals as Record<string, number>)[signal] ?? 1));
-    controller.abort(signal);
-  };
-  for (const s of STOP_SIGNALS) process.on(s, handler);
-  try {
-    return await fn(controller.signal);
-  } finally {
-    for (const s of STOP_SIGNALS) process.off(s, handler);
-  }
-}
 
 function command(...words: string[]): string {
   return words.map(shellQuote).join(' ');
