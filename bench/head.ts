@@ -24,7 +24,7 @@ export interface HeadBenchResult {
   tile_rows: number;
   chunk_size: number | null;
   step_ms: number;
-  /** The step's three GEMMs alone, shaped and tiled as the step runs them. */
+  /** The step's three GEMMs (four with chunk_size: the logits are recomputed) alone, shaped and tiled as the step runs them. */
   gemm_ms: number;
   step_over_gemm: number;
   /** The same three GEMMs as one call each ([B, C] logits at once), measured once, for reference. */
@@ -95,7 +95,6 @@ async function measureRank(options: MeasureOptions) {
   const active = sampledClassCount(numLocal, options.sampleRate);
   const globalBatch = options.batch * (group?.worldSize ?? 1);
 
-  // The step's three GEMMs alone, on the same shapes: logits = X W^T, dX = G W, dW = G^T X.
   // The step's GEMMs per tile of `tile` classes (class-major logits): L = W_t Xn^T, dXn += G_t^T W_t, dW_t = G_t Xn.
   const tile = Math.min(head.updateBlockRows, active);
   const recomputes = head.chunkSize < active;

@@ -104,12 +104,18 @@ function measureBackboneStep(settings: TrainBenchSettings, beforeTiming: () => v
   }
 }
 
-/** The backbone-only step alone, in this worker (every rank calls it at once). */
-export async function measureBackboneRound(settings: TrainBenchSettings): Promise<BackboneRoundNumbers> {
-  const group = readDistributedEnv() === null ? ProcessGroup.local() : await initProcessGroup();
+// The backbone-only step on every rank at once; allGather over a [1] tensor: every rank learns
+// every rank's median.
+function backboneStepOnRanks(settings: TrainBenchSettings, group: ProcessGroup): BackboneRoundNumbers {
   const backboneStepMs = measureBackboneStep(settings, () => group.barrier().wait());
   const perRank = tidy(() => group.allGather(F.tensor([backboneStepMs], { dtype: 'float64' })).wait().toArray());
   return { backboneStepMs: perRank.reduce((a, b) => a + b, 0) / perRank.length, backboneStepMsPerRank: perRank };
+}
+
+/** The backbone-only step alone, in this worker (every rank calls it at once). */
+export async function measureBackboneRound(settings: TrainBenchSettings): Promise<BackboneRoundNumbers> {
+  const group = readDistributedEnv() === null ? ProcessGroup.local() : await initProcessGroup();
+  return backboneStepOnRanks(settings, group);
 }
 
 /**
@@ -122,16 +128,12 @@ export async function measureWorker(settings: TrainBenchSettings): Promise<Worke
     const { trainer, imagesPerSecond, phases, losses } = await measureTrainer(settings, scratch);
     const group = trainer.group;
     trainer.dispose();
-    const backboneStepMs = measureBackboneStep(settings, () => group.barrier().wait());
-    // allGather over a [1] tensor: every rank learns every rank's median.
-    const perRank = tidy(() => group.allGather(F.tensor([backboneStepMs], { dtype: 'float64' })).wait().toArray());
     return {
       worldSize: group.worldSize,
       threads: getNumThreads(),
       imagesPerSecond,
       phases,
-      backboneStepMs: perRank.reduce((a, b) => a + b, 0) / perRank.length,
-      backboneStepMsPerRank: perRank,
+      ...backboneStepOnRanks(settings, group),
       losses,
     };
   } finally {

@@ -396,8 +396,9 @@ class HeadStep {
   }
 
   /**
-   * Writes the tile's scaled, margin-applied logits into `out` ([tile.length, B]); in forward
-   * (`firstPass`) also records the running maximum of s * cos for the accuracy.
+   * Writes the tile's scaled, margin-applied logits into `out` ([tile.length, B]); with
+   * `maxScaledCosine` (forward, when the accuracy is asked for) also folds in the tile's maximum of
+   * s * cos per sample.
    */
   private tileLogits(tile: Tile, weight: Tensor, out: Tensor, maxScaledCosine: Tensor | null): void {
     const margin = this.head.margin;
@@ -609,17 +610,16 @@ class HeadStep {
                 wCoefficient = op('aten::addcmul').tensor(decay, radial, inverseSquared, -1);
               }
               const tileBiasGrad = head.bias ? F.sum(grad, 1) : null;
+              if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
+              else if (fused !== null && fused.weightDecay !== 0) F.add_(tileWeightGrad, weight, fused.weightDecay);
               if (fused !== null) {
                 // torch.optim.SGD on the tile's rows: d = g + wd w; m = mu m + d; w -= lr m.
-                if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
-                else if (fused.weightDecay !== 0) F.add_(tileWeightGrad, weight, fused.weightDecay);
                 this.applySgd(tile, head.weight, weight, head.momentumBuffer('weight_momentum'), tileWeightGrad, fused);
                 if (tileBiasGrad !== null) {
                   const bias = this.tileBias(tile);
                   this.applySgd(tile, head.bias as Tensor, bias, head.momentumBuffer('bias_momentum'), tileBiasGrad, fused);
                 }
               } else {
-                if (wCoefficient !== null) F.addcmul_(tileWeightGrad, weight, wCoefficient);
                 HeadStep.writeTileRows(tile, weightGrad as Tensor, tileWeightGrad);
                 if (tileBiasGrad !== null) HeadStep.writeTileRows(tile, biasGrad as Tensor, tileBiasGrad);
               }

@@ -1,6 +1,6 @@
-import type { MemoryFormat } from '../torch/index.js';
 // Backbones by name: the built-in registry (iresnet18/34/50/100, mobilefacenet, feature-mlp), a way
 // to register more, and the public exports of src/models.
+import type { MemoryFormat } from '../torch/index.js';
 import type { Backbone } from './backbone.js';
 import { IRESNET_LAYERS, IResNet } from './iresnet.js';
 import { MobileFaceNet } from './mobilefacenet.js';

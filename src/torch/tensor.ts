@@ -63,11 +63,12 @@ export class Tensor implements Disposable {
     return this.nativeHandle === null || this.nativeHandle.isDisposed;
   }
 
-  /** Frees the native tensor now (idempotent). Views and autograd graphs keep their own references. */
+  /** No tidy() scope owns this tensor any more: its storage is reported to V8 so the GC feels its size. */
   unscoped(): void {
     this.nativeHandle?.reportMemory();
   }
 
+  /** Frees the native tensor now (idempotent). Views and autograd graphs keep their own references. */
   dispose(): void {
     if (this.nativeHandle !== null) {
       this.nativeHandle.dispose();

@@ -60,11 +60,12 @@ export class SGD extends Optimizer<SGDHyperparameters> {
     if (params.length === 0) return;
     // The gradients themselves are never modified: anything derived from them is a new tensor.
     let directions = grads;
+    const addToDirections = (others: Tensor[], alpha: number): void => {
+      if (directions === grads) directions = op('aten::_foreach_add', 'List').tensors(grads, others, alpha);
+      else op('aten::_foreach_add_', 'List').call([directions, others, alpha]);
+    };
     if (maximize) directions = op('aten::_foreach_neg').tensors(grads);
-    if (weightDecay !== 0) {
-      if (directions === grads) directions = op('aten::_foreach_add', 'List').tensors(grads, params, weightDecay);
-      else op('aten::_foreach_add_', 'List').call([directions, params, weightDecay]);
-    }
+    if (weightDecay !== 0) addToDirections(params, weightDecay);
     if (momentum !== 0) {
       const buffers: Tensor[] = [];
       const running: Tensor[] = [];
@@ -85,12 +86,8 @@ export class SGD extends Optimizer<SGDHyperparameters> {
         op('aten::_foreach_mul_', 'Scalar').call([running, momentum]);
         op('aten::_foreach_add_', 'List').call([running, runningDirections, 1 - dampening]);
       }
-      if (nesterov) {
-        if (directions === grads) directions = op('aten::_foreach_add', 'List').tensors(grads, buffers, momentum);
-        else op('aten::_foreach_add_', 'List').call([directions, buffers, momentum]);
-      } else {
-        directions = buffers;
-      }
+      if (nesterov) addToDirections(buffers, momentum);
+      else directions = buffers;
     }
     op('aten::_foreach_add_', 'List').call([params, directions, -lr]);
   }
