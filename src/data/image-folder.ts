@@ -1,6 +1,7 @@
 /**
  * Image folder reader: one subfolder per class (searched recursively), classes sorted by name
- * (code-unit order, locale independent) get labels 0..C-1. Hidden entries are ignored.
+ * (code-unit order, locale independent) get labels 0..C-1. Hidden entries are ignored; a broken
+ * symbolic link with an image extension is kept as a sample (reported as bad when it is read).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
@@ -91,7 +92,7 @@ function compareCodeUnits(a: string, b: string): number {
 }
 
 /** Directory entry kind, following symbolic links (datasets are often assembled from links). */
-async function kindOf(path: string, entry: Dirent): Promise<'dir' | 'file' | 'other'> {
+async function kindOf(path: string, entry: Dirent): Promise<'dir' | 'file' | 'broken-link' | 'other'> {
   if (entry.isDirectory()) return 'dir';
   if (entry.isFile()) return 'file';
   if (!entry.isSymbolicLink()) return 'other';
@@ -99,7 +100,7 @@ async function kindOf(path: string, entry: Dirent): Promise<'dir' | 'file' | 'ot
     const target = await stat(path);
     return target.isDirectory() ? 'dir' : target.isFile() ? 'file' : 'other';
   } catch {
-    return 'other'; // dangling link
+    return 'broken-link';
   }
 }
 
@@ -112,7 +113,8 @@ async function listImages(dir: string, extensions: Set<string>): Promise<string[
     const full = join(dir, entry.name);
     const kind = await kindOf(full, entry);
     if (kind === 'dir') out.push(...(await listImages(full, extensions)));
-    else if (kind === 'file' && extensions.has(extname(entry.name).toLowerCase())) out.push(full);
+    // A broken link named like an image stays a sample, so reading it reports it instead of dropping it unseen.
+    else if ((kind === 'file' || kind === 'broken-link') && extensions.has(extname(entry.name).toLowerCase())) out.push(full);
   }
   return out;
 }

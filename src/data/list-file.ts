@@ -1,7 +1,8 @@
 /**
  * PLSC list file reader: `label.txt` lines `<path> <label>` or `<path>\t<label>`, image paths
  * relative to the list's directory (or absolute). Blank lines and lines starting with '#' are
- * ignored; the label is the last whitespace-separated token, so paths may contain spaces.
+ * ignored. A line has exactly two fields: a path with spaces needs the tab form, so a stray third
+ * column is an error rather than part of a path.
  *
  * The list file's bytes are kept as one Buffer with offsets into it (no per-line strings), which
  * keeps host memory low for multi-million-line lists.
@@ -95,16 +96,12 @@ export class ListFileSource implements SampleSource {
       while (e > s && isSpace(text[e - 1]!)) e--;
       start = end + 1;
       if (s === e || text[s] === 0x23 /* '#' */) continue;
-      let k = e - 1;
-      while (k >= s && !isSpace(text[k]!)) k--;
-      if (k < s) {
-        throw new DataFormatError(absolute, `expected "<image path> <label>", got ${JSON.stringify(text.toString('utf8', s, e))}`, { line });
-      }
-      const token = text.toString('latin1', k + 1, e);
+      const fields = splitFields(text, s, e);
+      if (typeof fields === 'string') throw new DataFormatError(absolute, fields, { line });
+      const token = text.toString('latin1', fields.labelStart, e);
       const label = parseLabelToken(token, numClasses);
       if (typeof label === 'string') throw new DataFormatError(absolute, label, { line });
-      let pe = k;
-      while (pe > s && isSpace(text[pe - 1]!)) pe--;
+      const pe = fields.pathEnd;
       pathStart.push(s);
       pathEnd.push(pe);
       lineNumbers.push(line);
@@ -154,6 +151,39 @@ export class ListFileSource implements SampleSource {
       throw new BadSampleError(index, this.describe(index), reason, { cause: error });
     }
   }
+}
+
+/**
+ * Splits the trimmed line text[s, e) into its path and label: at its only tab when it has one (the
+ * path may then contain spaces), else at its only run of spaces. Returns a message when the line
+ * does not have exactly two fields.
+ */
+function splitFields(text: Buffer, s: number, e: number): { pathEnd: number; labelStart: number } | string {
+  const shown = (): string => JSON.stringify(text.toString('utf8', s, Math.min(e, s + 120)));
+  const tab = text.indexOf(9, s);
+  if (tab >= 0 && tab < e) {
+    let tabs = 0;
+    for (let i = tab; i < e; i++) if (text[i] === 9) tabs++;
+    if (tabs > 1) return `expected 2 tab-separated fields "<image path>\t<label>", got ${tabs + 1}: ${shown()}`;
+    let pathEnd = tab;
+    while (pathEnd > s && isSpace(text[pathEnd - 1]!)) pathEnd--;
+    let labelStart = tab + 1;
+    while (labelStart < e && isSpace(text[labelStart]!)) labelStart++;
+    return { pathEnd, labelStart };
+  }
+  let fields = 0;
+  let pathEnd = -1;
+  let labelStart = -1;
+  for (let i = s; i < e; ) {
+    fields++;
+    if (fields === 2) labelStart = i;
+    while (i < e && !isSpace(text[i]!)) i++;
+    if (fields === 1) pathEnd = i;
+    while (i < e && isSpace(text[i]!)) i++;
+  }
+  if (fields === 2) return { pathEnd, labelStart };
+  if (fields === 1) return `expected "<image path> <label>", got ${shown()}`;
+  return `expected 2 fields "<image path> <label>", got ${fields}: ${shown()} (a path with spaces needs a tab before the label)`;
 }
 
 function isSpace(byte: number): boolean {

@@ -37,6 +37,16 @@ export interface CheckpointMeta {
   shardTensors: string[];
   config: Record<string, unknown>;
   savedAt: string;
+  /** The data the run trained on, checked when resuming (absent in checkpoints of older versions). */
+  data?: CheckpointDataInfo;
+}
+
+export interface CheckpointDataInfo {
+  /** Samples in the dataset. */
+  samples: number;
+  /** Digest of the label sequence in sample order (see labelOrderFingerprint). */
+  labelOrderFingerprint: string;
+  imageSize: number;
 }
 
 const STEP_DIR = /^step-(\d+)$/;

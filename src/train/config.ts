@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { LOSS_TYPES } from '../head/margin.js';
+import { unknownSettingMessage } from './suggest.js';
 
 /** Where training images come from. */
 export type DatasetSpec =
@@ -69,6 +70,10 @@ export interface TrainConfig {
   resume: string | null;
   /** Decode threads etc. are sized by the loader; this bounds prefetched batches. */
   prefetchBatches: number;
+  /** A sample that cannot be read or decoded: 'skip' it (reported and counted) or 'fail' the run. */
+  badSamples: 'fail' | 'skip';
+  /** With badSamples 'skip': the run stops once more than this fraction of a worker's epoch is bad. */
+  maxBadSampleFraction: number;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -107,6 +112,8 @@ export const DEFAULT_CONFIG: TrainConfig = {
   headChunkSize: null,
   resume: null,
   prefetchBatches: 2,
+  badSamples: 'skip',
+  maxBadSampleFraction: 0.001,
 };
 
 export class ConfigError extends Error {
@@ -209,12 +216,35 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   headChunkSize: nullable(positiveInt),
   resume: nullable(string),
   prefetchBatches: nonNegativeInt,
+  badSamples: oneOf(['fail', 'skip']),
+  maxBadSampleFraction: (v, f) => {
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new ConfigError(f, `must be a fraction in [0, 1], got ${JSON.stringify(v)}`);
+    return v;
+  },
 };
+
+/** The keys each dataset type takes (besides `type`). */
+const DATASET_KEYS: { [T in DatasetSpec['type']]: readonly string[] } = {
+  synthetic: ['type', 'numClasses', 'imagesPerClass', 'seed', 'noise'],
+  list: ['type', 'path'],
+  rec: ['type', 'path'],
+  folder: ['type', 'path'],
+  base64: ['type', 'path'],
+  auto: ['type', 'path'],
+};
+
+function checkDatasetKeys(spec: Record<string, unknown>, type: DatasetSpec['type'], f: string): void {
+  const known = DATASET_KEYS[type];
+  for (const key of Object.keys(spec)) {
+    if (!known.includes(key)) throw new ConfigError(`${f}.${key}`, unknownSettingMessage(key, known, `setting of a ${type} dataset`));
+  }
+}
 
 function validateDataset(v: unknown, f: string): DatasetSpec {
   if (typeof v === 'string') return { type: 'auto', path: v };
   if (typeof v !== 'object' || v === null) throw new ConfigError(f, `must be a path or { type, ... }, got ${JSON.stringify(v)}`);
   const spec = v as Record<string, unknown>;
+  if (typeof spec.type === 'string' && Object.hasOwn(DATASET_KEYS, spec.type)) checkDatasetKeys(spec, spec.type as DatasetSpec['type'], f);
   switch (spec.type) {
     case 'synthetic':
       positiveInt(spec.numClasses, `${f}.numClasses`);
@@ -237,7 +267,7 @@ function validateDataset(v: unknown, f: string): DatasetSpec {
 /** Checks one field; returns the validated value or throws a ConfigError naming the field. */
 export function validateField<K extends keyof TrainConfig>(key: K, value: unknown): TrainConfig[K] {
   const validator = VALIDATORS[key];
-  if (validator === undefined) throw new ConfigError(String(key), `unknown setting (known: ${Object.keys(VALIDATORS).join(', ')})`);
+  if (!Object.hasOwn(VALIDATORS, key)) throw new ConfigError(String(key), unknownSettingMessage(String(key), Object.keys(VALIDATORS)));
   return validator(value, String(key)) as TrainConfig[K];
 }
 
@@ -261,13 +291,21 @@ export function applyOverride(target: Record<string, unknown>, assignment: strin
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new ConfigError(assignment, 'overrides take the form key=value');
   const path = assignment.slice(0, eq).trim().split('.');
+  const name = assignment.slice(0, eq).trim();
+  if (path.some((part) => part === '' || part === '__proto__' || part === 'constructor' || part === 'prototype')) {
+    throw new ConfigError(name, 'is not a setting name');
+  }
   const value = parseYaml(assignment.slice(eq + 1)) as unknown;
   let node = target;
-  for (const part of path.slice(0, -1)) {
-    const next = node[part];
-    if (typeof next !== 'object' || next === null) node[part] = {};
+  path.slice(0, -1).forEach((part, depth) => {
+    const next = Object.hasOwn(node, part) ? node[part] : undefined;
+    if (next !== undefined && (typeof next !== 'object' || next === null || Array.isArray(next))) {
+      const parent = path.slice(0, depth + 1).join('.');
+      throw new ConfigError(name, `${parent} is ${JSON.stringify(next)}, not a group of settings`);
+    }
+    if (next === undefined) node[part] = {};
     node = node[part] as Record<string, unknown>;
-  }
+  });
   node[path[path.length - 1] as string] = value;
 }
 
@@ -279,8 +317,10 @@ export function loadConfigFile(path: string, overrides: string[] = []): TrainCon
   } catch (err) {
     throw new ConfigError(path, `cannot read config: ${(err as Error).message}`);
   }
-  if (parsed !== null && (typeof parsed !== 'object' || Array.isArray(parsed))) throw new ConfigError(path, 'a config file must hold a mapping of settings');
-  const raw = { ...((parsed ?? {}) as Record<string, unknown>) };
+  // An empty (or comment-only) file is almost always the wrong file: all defaults would train on ./train_data.
+  if (parsed === null || parsed === undefined) throw new ConfigError(path, 'the config file holds no settings (it is empty or only comments)');
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(path, 'a config file must hold a mapping of settings');
+  const raw = { ...(parsed as Record<string, unknown>) };
   if (typeof raw.dataset === 'object' && raw.dataset !== null) raw.dataset = { ...(raw.dataset as object) };
   for (const assignment of overrides) applyOverride(raw, assignment);
   try {

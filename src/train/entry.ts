@@ -150,6 +150,14 @@ export class Entry {
   setHeadChunkSize(classes: number | null): this {
     return this.set('headChunkSize', classes);
   }
+  /** A sample that cannot be read or decoded: 'skip' it (default; reported, counted) or 'fail' the run. */
+  setBadSamples(mode: 'fail' | 'skip'): this {
+    return this.set('badSamples', mode);
+  }
+  /** With badSamples 'skip': stop once more than this fraction of a worker's epoch is bad (default 0.001). */
+  setMaxBadSampleFraction(fraction: number): this {
+    return this.set('maxBadSampleFraction', fraction);
+  }
 
   /** The complete, validated configuration. */
   config(): TrainConfig {

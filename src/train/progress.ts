@@ -6,6 +6,7 @@
  * Metrics file records (one JSON object per line):
  *   {"step":200,"epoch":0,"loss":12.3,"lr":0.1,"img_per_s":345.6,"accuracy":0.12,"time":"<ISO>"}
  *   {"type":"validation","step":2000,"epoch":1,"results":[{"target":"lfw","accuracy":0.99,"std":0.003,"xnorm":22.1}],"time":"<ISO>"}
+ *   {"type":"bad_samples","step":2400,"epoch":1,"bad":2,"samples":5000,"first":[{"where":"file ... line 7","reason":"..."}],"time":"<ISO>"}
  * Training records carry no "type" field. Non-finite numbers (a NaN loss) are written as null.
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
@@ -77,6 +78,20 @@ export interface ValidationMetricsRecord {
   step: number;
   epoch: number | null;
   results: Array<{ target: string; accuracy: number | null; std: number | null; xnorm: number | null }>;
+  time: string;
+}
+
+/** Bad-sample record of the metrics file: one per epoch that had bad samples (counts summed over the workers). */
+export interface BadSamplesMetricsRecord {
+  type: 'bad_samples';
+  step: number;
+  epoch: number;
+  /** Samples skipped because they could not be read or decoded. */
+  bad: number;
+  /** Samples read in that epoch by this run. */
+  samples: number;
+  /** The first bad samples rank 0 met: where they live and why they failed. */
+  first: Array<{ where: string; reason: string }>;
   time: string;
 }
 
@@ -227,6 +242,20 @@ export class ProgressReporter {
     } satisfies ValidationMetricsRecord);
   }
 
+  /** Print an epoch's bad-sample count and append a bad_samples record to the metrics file. */
+  logBadSamples(message: string, count: { step: number; epoch: number; bad: number; samples: number; first: ReadonlyArray<{ where: string; reason: string }> }): void {
+    this.log(message);
+    this.appendMetrics({
+      type: 'bad_samples',
+      step: count.step,
+      epoch: count.epoch,
+      bad: count.bad,
+      samples: count.samples,
+      first: count.first.map(({ where, reason }) => ({ where, reason })),
+      time: this.date().toISOString(),
+    } satisfies BadSamplesMetricsRecord);
+  }
+
   /** Final state: last bar (then a newline) on a terminal, the last step's line if not yet logged, and a summary. */
   finish(): void {
     if (this.finished) return;
@@ -280,7 +309,7 @@ export class ProgressReporter {
     this.barVisible = true;
   }
 
-  private appendMetrics(record: TrainMetricsRecord | ValidationMetricsRecord): void {
+  private appendMetrics(record: TrainMetricsRecord | ValidationMetricsRecord | BadSamplesMetricsRecord): void {
     if (this.metricsPath === undefined) return;
     if (!this.metricsDirReady) {
       mkdirSync(dirname(this.metricsPath), { recursive: true });

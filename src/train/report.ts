@@ -118,8 +118,10 @@ export function parseTrainingMetrics(text: string, name = '<metrics>'): Training
           xnorm: optionalNumber(result, 'xnorm', failResult),
         });
       });
+    } else if (type === 'bad_samples') {
+      // Counted in the log and the file; the report charts training and validation only.
     } else {
-      fail(`unknown record type ${JSON.stringify(type)} (expected "validation" or none)`);
+      fail(`unknown record type ${JSON.stringify(type)} (expected "validation", "bad_samples" or none)`);
     }
   }
   if (train.length === 0 && validation.size === 0) throw new MetricsFileError(name, 'no metrics records (empty file?)');

@@ -17,14 +17,16 @@ import { readDistributedEnv } from '../distributed/env.js';
 import { DataParallel } from '../distributed/data-parallel.js';
 import { PartialFC } from '../head/partial-fc.js';
 import { marginForLossType } from '../head/margin.js';
-import { DataLoader, type ImageBatch } from '../data/loader.js';
+import { DataLoader, type BadSampleReport, type ImageBatch } from '../data/loader.js';
 import { SyntheticFaces } from '../data/synthetic.js';
 import { openDataset } from '../data/convert.js';
 import type { SampleSource } from '../data/source.js';
 import type { Backbone } from '../models/index.js';
 import { backboneFromSpec } from './backbone-spec.js';
 import { derivedSchedule, type DatasetSpec, type TrainConfig } from './config.js';
-import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.js';
+import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointDataInfo, type CheckpointMeta } from './checkpoint.js';
+import { BadSampleMonitor, formatEpochCount } from './bad-samples.js';
+import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpointDataInfo } from './dataset-checks.js';
 import { ProgressReporter } from './progress.js';
 import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
@@ -53,6 +55,8 @@ export interface TrainResult {
   imagesPerSecond: number;
   /** Mean ms per step of each phase. */
   phases: PhaseTimes;
+  /** Samples this worker skipped because they could not be read or decoded, and the first few. */
+  badSamples: { skipped: number; first: BadSampleReport[] };
 }
 
 export interface TrainOptions {
@@ -137,6 +141,8 @@ export class Trainer {
   private readonly schedule: LrSchedule;
   private readonly derived: ReturnType<typeof derivedSchedule>;
   private readonly sharded: boolean;
+  private readonly dataInfo: CheckpointDataInfo;
+  private badSampleMonitor: BadSampleMonitor | null = null;
   step = 0;
 
   private constructor(config: TrainConfig, group: ProcessGroup, source: SampleSource, backbone: Backbone) {
@@ -144,9 +150,9 @@ export class Trainer {
     this.group = group;
     this.source = source;
     this.backbone = backbone;
-    if (source.numClasses > config.classNum) {
-      throw new Error(`classNum is ${config.classNum} but the dataset has labels up to ${source.numClasses - 1}`);
-    }
+    checkLabelsFitClassNum(source, config.classNum);
+    checkStepsPerEpoch(source, config.dataset, config.trainBatchSize, group.worldSize);
+    this.dataInfo = checkpointDataInfo(source, config.imageSize);
     const { margin, sharded } = marginForLossType(config.lossType, { scale: config.scale, ...(config.margins ? { margins: config.margins } : {}) });
     this.sharded = sharded;
     this.derived = derivedSchedule(config, group.worldSize, source.length);
@@ -183,6 +189,7 @@ export class Trainer {
       randomFlip: true,
       dropLastBatch: true,
       onBadSample: 'skip',
+      onSkip: (report) => this.badSampleMonitor?.record(report),
       prefetchBatches: config.prefetchBatches,
     });
   }
@@ -214,6 +221,7 @@ export class Trainer {
     if (meta.numClasses !== this.config.classNum || meta.embeddingSize !== this.config.embSize) {
       throw new Error(`resume: checkpoint ${dir} has ${meta.numClasses} classes x ${meta.embeddingSize}, the config ${this.config.classNum} x ${this.config.embSize}`);
     }
+    checkResumeData(dir, meta, this.dataInfo);
     tidy(() => {
       this.backbone.loadStateDict(loadSafetensors(join(dir, 'backbone.safetensors')));
       const optimizerFile = join(dir, 'optimizer.safetensors');
@@ -251,6 +259,7 @@ export class Trainer {
           lossType: this.config.lossType,
           shardTensors: Object.keys(headState),
           config: { ...this.config } as Record<string, unknown>,
+          data: this.dataInfo,
         },
         ...(rank === 0 ? { backbone: this.backbone.stateDict(), optimizer: packOptimizerState(this.optimizer.stateDict()) } : {}),
         shard: holdsShard ? { index: this.sharded ? rank : 0, tensors: headState } : null,
@@ -321,12 +330,27 @@ export class Trainer {
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);
     const shouldValidate = (): boolean => config.withTest && config.valTargets.length > 0;
+    const warn = (line: string): void => {
+      if (options.quiet) return;
+      if (progress !== null) progress.log(line);
+      else process.stderr.write(`${line}\n`);
+    };
+    const badSamples = new BadSampleMonitor({
+      mode: config.badSamples,
+      maxFraction: config.maxBadSampleFraction,
+      samplesPerEpoch: this.loader.batchesPerEpoch * this.loader.batchSize,
+      rank,
+      worldSize: this.group.worldSize,
+      print: warn,
+    });
+    this.badSampleMonitor = badSamples;
 
     while (this.step < stopAt) {
       const epoch = this.loader.state.epoch;
       let dataStart = performance.now();
       for await (const batch of this.loader) {
         const dataMs = performance.now() - dataStart;
+        badSamples.afterBatch(batch);
         const stepStart = performance.now();
         const { loss, accuracy, phases } = this.trainStep(batch);
         const stepMs = performance.now() - stepStart;
@@ -352,6 +376,7 @@ export class Trainer {
         if (this.step >= stopAt) break;
         dataStart = performance.now();
       }
+      this.reportBadSamples(badSamples, epoch, progress);
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
       if (epochDone && this.step < stopAt) {
         if (!options.noCheckpoints && config.checkpointPeriod === 0) lastCheckpoint = this.saveCheckpoint(epoch);
@@ -403,7 +428,24 @@ export class Trainer {
         comm: mean(totals.comm),
         optimizer: mean(totals.optimizer),
       },
+      badSamples: badSamples.totals,
     };
+  }
+
+  /** The epoch's bad-sample count summed over the workers (every rank calls this), logged and recorded by rank 0. */
+  private reportBadSamples(monitor: BadSampleMonitor, epoch: number, progress: ProgressReporter | null): void {
+    const local = monitor.epochCount(epoch);
+    let [bad, samples] = [local.bad, local.samples];
+    if (this.group.worldSize > 1) {
+      [bad, samples] = tidy(() => {
+        const counts = F.tensor(Float64Array.of(bad, samples));
+        this.group.allReduce(counts, 'sum').wait();
+        return Array.from(counts.dataSync() as Float64Array);
+      }) as [number, number];
+    }
+    if (bad === 0) return;
+    const count = { epoch, bad, samples };
+    progress?.logBadSamples(formatEpochCount(count, this.group.worldSize), { step: this.step, ...count, first: monitor.epochReports(epoch) });
   }
 
   /** Verification on the configured .bin targets (rank 0 computes; others wait at a barrier). */
