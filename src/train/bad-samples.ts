@@ -88,7 +88,8 @@ export class BadSampleMonitor {
     const why =
       mode === 'fail'
         ? `badSamples is 'fail'`
-        : `more than maxBadSampleFraction ${maxFraction} of the ${samplesPerEpoch} samples${this.onRank()} reads per epoch allows (${this.allowedPerEpoch})`;
+        : `more than maxBadSampleFraction ${maxFraction} allows (${this.allowedPerEpoch} of the ${samplesPerEpoch} samples ` +
+          `${this.options.worldSize > 1 ? `rank ${this.options.rank} reads` : 'read'} per epoch)`;
     const list = this.epochBad.map((r) => `  ${formatBadSample(r)}`);
     if (this.epochBadCount > this.epochBad.length) list.push(`  ... and ${this.epochBadCount - this.epochBad.length} more`);
     const advice =
