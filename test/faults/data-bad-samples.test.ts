@@ -4,7 +4,7 @@
 // badSamples / maxBadSampleFraction. Malformed label lines are errors at start, not bad samples.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Trainer, TooManyBadSamplesError, convertDataset, DataFormatError, type TrainConfig } from '../../src/index.js';
 import {
@@ -71,6 +71,7 @@ test('truncated, zero-byte and non-image files under maxBadSampleFraction: each 
     const where = records[0]!.first!.map((f) => f.where).sort();
     assert.equal(where.length, 3);
     assert.ok(where.every((w) => /label\.txt line (6|18|31) /.test(w)), where.join('\n'));
+    assert.ok(result.reportPath !== null && existsSync(result.reportPath), 'the HTML report reads a metrics file with bad_samples records');
   } finally {
     cleanup();
   }
