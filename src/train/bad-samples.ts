@@ -74,7 +74,8 @@ export class BadSampleMonitor {
     if (this.printed < BAD_SAMPLES_SHOWN) {
       this.printed++;
       const more = this.printed === BAD_SAMPLES_SHOWN ? ' (further bad samples are only counted)' : '';
-      this.options.print(`bad sample skipped${this.onRank()}: ${formatBadSample(report)}${more}`);
+      const what = this.options.mode === 'skip' ? 'bad sample skipped' : 'bad sample';
+      this.options.print(`${what}${this.onRank()}: ${formatBadSample(report)}${more}`);
     }
   };
 

@@ -104,7 +104,9 @@ test("badSamples: fail stops at the first bad sample's batch, naming file, line 
     const data = await makeListDataset(dir, 48, 4);
     writeFileSync(data.images[9]!, 'garbage');
     const config = tinyConfig(dir, { type: 'list', path: data.list }, { badSamples: 'fail', maxBadSampleFraction: 0.5 });
-    const { error } = await capturingFailure(() => train(config));
+    const { error, stderr } = await capturingFailure(() => train(config));
+    assert.match(stderr, /^bad sample: file .*label\.txt line 10 /m);
+    assert.doesNotMatch(stderr, /skipped/);
     assert.ok(error instanceof TooManyBadSamplesError, String(error));
     assert.match(error.message, /training stopped: 1 bad sample in epoch 0, badSamples is 'fail':\n {2}file .*label\.txt line 10 \(.*images\/9\.png\): .*unsupported image format/);
     assert.match(error.message, /set badSamples: skip/);
