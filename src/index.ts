@@ -60,3 +60,8 @@ export * from './eval/load-backbone.js';
 export * from './eval/cli.js';
 export * from './train/demo.js';
 export * from './train/cli.js';
+export * from './train/checkpoint-integrity.js';
+export * from './train/checkpoint-lock.js';
+export * from './train/checkpoint-verify.js';
+export * from './train/disk.js';
+export * from './train/output-claim.js';
