@@ -44,13 +44,17 @@ function readOptional(path: string): string | null {
   }
 }
 
-/** Start time of process `pid` in clock ticks since boot, or null when it does not run (or off Linux). */
-export function processStartTime(pid: number): string | null {
+/** Fields 3 onwards of /proc/PID/stat, or null when the process does not exist (or off Linux). */
+function procStatFields(pid: number): string[] | null {
   const stat = readOptional(`/proc/${pid}/stat`);
   if (stat === null) return null;
   // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19] ?? null;
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Start time of process `pid` in clock ticks since boot, or null when it does not run (or off Linux). */
+export function processStartTime(pid: number): string | null {
+  return procStatFields(pid)?.[19] ?? null;
 }
 
 function bootId(): string | null {
@@ -109,7 +113,8 @@ export function staleReason(owner: LockOwner): string | null {
   if (owner.host !== hostname()) return null;
   const currentBoot = bootId();
   if (owner.bootId !== null && currentBoot !== null && owner.bootId !== currentBoot) return 'the machine has rebooted since it was taken';
-  if (!processRuns(owner.pid)) return `its owner, pid ${owner.pid}, no longer runs`;
+  // A zombie has exited; only its parent has not collected its exit status yet.
+  if (!processRuns(owner.pid) || procStatFields(owner.pid)?.[0] === 'Z') return `its owner, pid ${owner.pid}, no longer runs`;
   const startTime = processStartTime(owner.pid);
   if (owner.startTime !== null && startTime !== null && startTime !== owner.startTime) {
     return `pid ${owner.pid} now belongs to a process started later (start time ${startTime}, the owner's ${owner.startTime})`;

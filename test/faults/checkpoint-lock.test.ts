@@ -75,7 +75,7 @@ test('a job restarted with resume=latest while another holds the directory is re
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a lock whose pid now belongs to a later process, or that predates a reboot, is stale; one from another host is never broken', async () => {
+test('a lock whose pid now belongs to a later process, that predates a reboot or whose owner is a zombie is stale; one from another host is never broken', async () => {
   const dir = scratch();
   const other = idleProcess();
   try {
@@ -83,6 +83,19 @@ test('a lock whose pid now belongs to a later process, or that predates a reboot
     assert.equal(staleReason(ownerOf(pid)), null, 'a live owner');
     assert.match(staleReason(ownerOf(pid, { startTime: '1' })) ?? '', new RegExp(`pid ${pid} now belongs to a process started later`));
     if (bootId() !== null) assert.equal(staleReason(ownerOf(pid, { bootId: 'another-boot' })), 'the machine has rebooted since it was taken');
+
+    // A zombie (exited, its parent never collected it) holds no lock either.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(await new Promise<string>((resolve) => parent.stdout?.once('data', (chunk: Buffer) => resolve(chunk.toString()))));
+      for (let waited = 0; !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); waited += 50) {
+        assert.ok(waited < 10_000, 'the child exits');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(staleReason(ownerOf(zombie)), `its owner, pid ${zombie}, no longer runs`);
+    } finally {
+      await stop(parent);
+    }
 
     writeLock(dir, ownerOf(pid, { startTime: '1' }));
     const { result: lock } = await capturingWarnings(() => acquireDirectoryLock(dir, 'checkpointDir'));
