@@ -62,3 +62,8 @@ export * from './train/demo.js';
 export * from './train/cli.js';
 export * from './train/bad-samples.js';
 export * from './train/dataset-checks.js';
+export * from './train/checkpoint-integrity.js';
+export * from './train/checkpoint-lock.js';
+export * from './train/checkpoint-verify.js';
+export * from './train/disk.js';
+export * from './train/output-claim.js';

@@ -8,3 +8,4 @@ registerCommand('eval', 'verification on insightface .bin files: plsc eval --che
 registerCommand('train', 'training: plsc train --config file.yaml [--set key=value ...] [--nproc N]', async () => (await import('../train/cli.js')).trainCommand);
 registerCommand('reshard', 're-split a checkpoint\'s FC shards: plsc reshard --checkpoint DIR --world-size M --out DIR', async () => (await import('../train/cli.js')).reshardCommand);
 registerCommand('demo', 'train on synthetic identities, verify, export, print the serve command: plsc demo [--quick]', async () => (await import('../train/cli.js')).demoCommand);
+registerCommand('checkpoint', 'check a checkpoint\'s files (sha256, headers, finite values): plsc checkpoint verify DIR', async () => (await import('../train/checkpoint-cli.js')).checkpointCommand);

@@ -11,6 +11,7 @@ import type { Backbone } from '../models/backbone.js';
 import { loadSafetensors, readSafetensorsMetadata } from '../torch/safetensors.js';
 import { backboneFromSpec } from '../train/backbone-spec.js';
 import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../train/checkpoint.js';
+import { assertFiniteTensors, loadVerifiedCheckpointFile, type RecordedDigests } from '../train/checkpoint-integrity.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../train/config.js';
 import { backboneImageSize } from '../train/validation.js';
 
@@ -74,6 +75,8 @@ interface ModelDescription {
   config: Record<string, unknown>;
   /** Appended to weight-loading errors. */
   hint: string;
+  /** The checkpoint's recorded file digests (checked before the weights load), or null for a plain file. */
+  digests: RecordedDigests | null;
 }
 
 function describeCheckpoint(spec: EvalModelSpec & { checkpoint: string }): ModelDescription {
@@ -98,6 +101,7 @@ function describeCheckpoint(spec: EvalModelSpec & { checkpoint: string }): Model
     imageSize: agree(recordedImageSize, spec.imageSize, 'image size', source, '--image-size'),
     config,
     hint: '',
+    digests: meta,
   };
 }
 
@@ -122,6 +126,7 @@ function describeModelFile(spec: EvalModelSpec & { model: string }): ModelDescri
     imageSize,
     config: {},
     hint: imageSize === undefined ? ` (the file records no input size, so ${DEFAULT_CONFIG.imageSize} was assumed: pass --image-size if it was trained at another size)` : '',
+    digests: null,
   };
 }
 
@@ -151,7 +156,18 @@ export async function loadBackboneForEval(spec: EvalModelSpec): Promise<LoadedBa
     if (described.imageSize !== undefined && (height !== described.imageSize || width !== described.imageSize)) {
       throw new Error(`${source}: backbone '${described.modelName}' takes ${height}x${width} input, but image size ${described.imageSize} was recorded or requested`);
     }
-    const tensors = loadSafetensors(described.weightsPath);
+    let tensors: ReturnType<typeof loadSafetensors>;
+    if (described.digests !== null && described.checkpointDir !== null) {
+      tensors = loadVerifiedCheckpointFile(described.checkpointDir, described.digests, 'backbone.safetensors');
+    } else {
+      tensors = loadSafetensors(described.weightsPath);
+      try {
+        assertFiniteTensors(described.weightsPath, tensors);
+      } catch (error) {
+        for (const tensor of Object.values(tensors)) tensor.dispose();
+        throw error;
+      }
+    }
     try {
       backbone.loadStateDict(tensors);
     } catch (err) {

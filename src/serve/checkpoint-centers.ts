@@ -11,6 +11,7 @@ import type { DType } from '../torch/native.js';
 import { readSafetensorsHeader, type SafetensorsDType } from '../torch/safetensors.js';
 import { shardLayout } from '../head/partial-fc.js';
 import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
+import { assertFiniteTensor, verifyCheckpointFile } from '../train/checkpoint-integrity.js';
 
 export interface CheckpointCentersOptions {
   /** Store float16 (rows are normalized in float32 first). Default false: float32. */
@@ -97,6 +98,7 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
     for (let rank = 0; rank < worldSize; rank++) {
       const layout = shardLayout(numClasses, worldSize, rank);
       const file = join(checkpointDir, shardFileName(rank, worldSize));
+      verifyCheckpointFile(checkpointDir, meta, shardFileName(rank, worldSize));
       const entry = readSafetensorsHeader(file);
       const weight = entry.entries.find((e) => e.name === 'weight');
       if (weight === undefined) throw new Error(`${file}: no tensor 'weight' (it holds ${entry.entries.map((e) => e.name).join(', ') || 'nothing'})`);
@@ -118,6 +120,7 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
             tidy(() => {
               const view = F.fromTypedArray(raw, [rows, embeddingSize], element.dtype);
               const values = element.dtype === 'float32' ? view : view.to('float32');
+              assertFiniteTensor(file, `weight (rows ${first} to ${first + rows - 1})`, values);
               const normalized = F.normalize(values, 2, 1);
               return (fp16 ? normalized.to('float16') : normalized).bytes();
             }),

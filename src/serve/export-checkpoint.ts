@@ -7,13 +7,13 @@ import ort from 'onnxruntime-node';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
-import { loadSafetensors } from '../torch/safetensors.js';
 import type { Tensor } from '../torch/tensor.js';
 import { exportOnnx, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME } from '../models/export-onnx.js';
 import type { Backbone } from '../models/backbone.js';
 import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../train/checkpoint.js';
 import { resolveConfig } from '../train/config.js';
 import { backboneFromSpec } from '../train/backbone-spec.js';
+import { loadVerifiedCheckpointFile } from '../train/checkpoint-integrity.js';
 import { writeCheckpointCenters, type CheckpointCentersResult } from './checkpoint-centers.js';
 
 /** The largest max-abs difference between onnxruntime and libtorch that the export accepts. */
@@ -42,7 +42,7 @@ export async function loadCheckpointBackbone(dir: string, meta: CheckpointMeta):
     }
     const weightsFile = join(dir, 'backbone.safetensors');
     if (!existsSync(weightsFile)) throw new Error(`checkpoint ${dir}: missing backbone.safetensors`);
-    const weights = loadSafetensors(weightsFile);
+    const weights = loadVerifiedCheckpointFile(dir, meta, 'backbone.safetensors');
     try {
       backbone.loadStateDict(weights);
     } catch (error) {

@@ -12,9 +12,11 @@ import { join, resolve } from 'node:path';
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
-import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../torch/safetensors.js';
+import { readSafetensorsHeader, saveSafetensors } from '../torch/safetensors.js';
 import { shardLayout } from '../head/partial-fc.js';
 import type { DataOrderState } from '../data/sampler.js';
+import { collectDigests, loadVerifiedCheckpointFile, verifyCheckpointFile, writeDigestSidecar, type FileDigest } from './checkpoint-integrity.js';
+import { withDiskErrors } from './disk.js';
 
 export const CHECKPOINT_FORMAT = 'plsc-checkpoint-1';
 
@@ -39,6 +41,8 @@ export interface CheckpointMeta {
   savedAt: string;
   /** The data the run trained on, checked when resuming (absent in checkpoints of older versions). */
   data?: CheckpointDataInfo;
+  /** sha256 and size of every file of the checkpoint but meta.json (absent in checkpoints saved before digests were recorded). */
+  files?: Record<string, FileDigest>;
 }
 
 export interface CheckpointDataInfo {
@@ -47,6 +51,12 @@ export interface CheckpointDataInfo {
   /** Digest of the label sequence in sample order (see labelOrderFingerprint). */
   labelOrderFingerprint: string;
   imageSize: number;
+}
+
+/** Bytes a safetensors file of these tensors takes (the data; the header is small). */
+function tensorBytes(tensors: Record<string, Tensor>): number {
+  const size: Record<string, number> = { bool: 1, uint8: 1, int8: 1, int16: 2, float16: 2, bfloat16: 2, int32: 4, float32: 4, float64: 8, int64: 8 };
+  return Object.values(tensors).reduce((sum, t) => sum + t.numel * (size[t.dtype] ?? 8), 0);
 }
 
 const STEP_DIR = /^step-(\d+)$/;
@@ -139,24 +149,34 @@ export function saveCheckpoint(checkpointDir: string, parts: SaveCheckpointParts
   const tmpDir = join(checkpointDir, `.tmp-${name}`);
   if (parts.rank === 0) {
     rmSync(tmpDir, { recursive: true, force: true });
-    mkdirSync(tmpDir, { recursive: true });
+    withDiskErrors(tmpDir, 'create checkpoint directory', () => mkdirSync(tmpDir, { recursive: true }));
   }
   parts.barrier();
+  // A failed write names its file and the bytes this rank's part of the checkpoint needs.
+  const bytesNeeded = (parts.shard === null ? 0 : tensorBytes(parts.shard.tensors)) + (parts.backbone ? tensorBytes(parts.backbone) : 0) + (parts.optimizer ? tensorBytes(parts.optimizer.tensors) : 0);
   if (parts.shard !== null) {
-    saveSafetensors(join(tmpDir, shardFileName(parts.shard.index, parts.shardCount)), parts.shard.tensors, {
-      rank: String(parts.shard.index),
-      worldSize: String(parts.shardCount),
-    });
+    const shard = parts.shard;
+    const shardPath = join(tmpDir, shardFileName(shard.index, parts.shardCount));
+    withDiskErrors(shardPath, 'write checkpoint file', () => {
+      saveSafetensors(shardPath, shard.tensors, { rank: String(shard.index), worldSize: String(parts.shardCount) });
+      writeDigestSidecar(shardPath);
+    }, bytesNeeded);
   }
   if (parts.rank === 0) {
     if (parts.backbone === undefined) throw new Error('saveCheckpoint: rank 0 must provide the backbone state');
-    saveSafetensors(join(tmpDir, 'backbone.safetensors'), parts.backbone);
-    if (parts.optimizer) saveSafetensors(join(tmpDir, 'optimizer.safetensors'), parts.optimizer.tensors, parts.optimizer.metadata);
+    const backbone = parts.backbone;
+    const backbonePath = join(tmpDir, 'backbone.safetensors');
+    withDiskErrors(backbonePath, 'write checkpoint file', () => saveSafetensors(backbonePath, backbone), bytesNeeded);
+    const optimizer = parts.optimizer;
+    const optimizerPath = join(tmpDir, 'optimizer.safetensors');
+    if (optimizer) withDiskErrors(optimizerPath, 'write checkpoint file', () => saveSafetensors(optimizerPath, optimizer.tensors, optimizer.metadata), bytesNeeded);
   }
   parts.barrier();
   if (parts.rank === 0) {
-    const meta: CheckpointMeta = { format: CHECKPOINT_FORMAT, worldSize: parts.shardCount, savedAt: new Date().toISOString(), ...parts.meta };
-    writeFileSync(join(tmpDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+    const fileNames = ['backbone.safetensors', ...(parts.optimizer ? ['optimizer.safetensors'] : []), ...Array.from({ length: parts.shardCount }, (_, r) => shardFileName(r, parts.shardCount))];
+    const meta: CheckpointMeta = { format: CHECKPOINT_FORMAT, worldSize: parts.shardCount, savedAt: new Date().toISOString(), ...parts.meta, files: collectDigests(tmpDir, fileNames) };
+    const metaPath = join(tmpDir, 'meta.json');
+    withDiskErrors(metaPath, 'write checkpoint file', () => writeFileSync(metaPath, `${JSON.stringify(meta, null, 2)}\n`));
     rmSync(finalDir, { recursive: true, force: true });
     renameSync(tmpDir, finalDir);
     const all = listCheckpoints(checkpointDir);
@@ -179,7 +199,7 @@ export function readClassRows(dir: string, meta: CheckpointMeta, start: number, 
       const to = Math.min(start + count, layout.classOffset + layout.numLocalClasses);
       if (from >= to) continue;
       const file = join(dir, shardFileName(r, meta.worldSize));
-      const tensors = loadSafetensors(file);
+      const tensors = loadVerifiedCheckpointFile(dir, meta, shardFileName(r, meta.worldSize));
       for (const name of meta.shardTensors) {
         const t = tensors[name];
         if (t === undefined) throw new Error(`checkpoint ${file}: missing tensor '${name}'`);
@@ -212,8 +232,12 @@ export function reshardCheckpoint(source: string, worldSize: number, out: string
   const tmp = `${out.replace(/\/+$/, '')}.tmp-reshard`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
+  const copied: string[] = [];
   for (const file of ['backbone.safetensors', 'optimizer.safetensors']) {
-    if (existsSync(join(source, file))) copyFileSync(join(source, file), join(tmp, file));
+    if (!existsSync(join(source, file))) continue;
+    verifyCheckpointFile(source, meta, file);
+    copyFileSync(join(source, file), join(tmp, file));
+    copied.push(file);
   }
   for (let r = 0; r < worldSize; r++) {
     tidy(() => {
@@ -221,7 +245,8 @@ export function reshardCheckpoint(source: string, worldSize: number, out: string
       saveSafetensors(join(tmp, shardFileName(r, worldSize)), rows, { rank: String(r), worldSize: String(worldSize) });
     });
   }
-  const resharded: CheckpointMeta = { ...meta, worldSize, savedAt: new Date().toISOString() };
+  const files = collectDigests(tmp, [...copied, ...Array.from({ length: worldSize }, (_, r) => shardFileName(r, worldSize))]);
+  const resharded: CheckpointMeta = { ...meta, worldSize, savedAt: new Date().toISOString(), files };
   writeFileSync(join(tmp, 'meta.json'), `${JSON.stringify(resharded, null, 2)}\n`);
   rmSync(out, { recursive: true, force: true });
   renameSync(tmp, out);

@@ -10,6 +10,7 @@
  * Training records carry no "type" field. Non-finite numbers (a NaN loss) are written as null.
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
+import { withDiskErrors } from './disk.js';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -316,6 +317,7 @@ export class ProgressReporter {
       this.metricsDirReady = true;
     }
     // Synchronous on purpose: a crash right after a step still leaves its record on disk.
-    appendFileSync(this.metricsPath, JSON.stringify(record) + '\n');
+    const metricsPath = this.metricsPath;
+    withDiskErrors(metricsPath, 'append to', () => appendFileSync(metricsPath, JSON.stringify(record) + '\n'));
   }
 }

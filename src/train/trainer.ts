@@ -11,7 +11,7 @@ import { SGD } from '../torch/optim/sgd.js';
 import { clipGradNorm } from '../torch/optim/clip-grad.js';
 import { lrAt, type LrSchedule } from '../torch/optim/lr-scheduler.js';
 import { packOptimizerState, unpackOptimizerState } from '../torch/optim/checkpoint.js';
-import { loadSafetensors, readSafetensorsMetadata, saveSafetensors } from '../torch/safetensors.js';
+import { readSafetensorsMetadata, saveSafetensors } from '../torch/safetensors.js';
 import { ProcessGroup, initProcessGroup, isProcessGroupInitialized, getProcessGroup } from '../distributed/process-group.js';
 import { readDistributedEnv } from '../distributed/env.js';
 import { DataParallel } from '../distributed/data-parallel.js';
@@ -30,6 +30,10 @@ import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpoint
 import { ProgressReporter } from './progress.js';
 import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
+import { claimOutputDirectories } from './output-claim.js';
+import type { DirectoryLock } from './checkpoint-lock.js';
+import { loadVerifiedCheckpointFile } from './checkpoint-integrity.js';
+import { withDiskErrors } from './disk.js';
 
 export interface PhaseTimes {
   data: number;
@@ -143,6 +147,8 @@ export class Trainer {
   private readonly sharded: boolean;
   private readonly dataInfo: CheckpointDataInfo;
   private badSampleMonitor: BadSampleMonitor | null = null;
+  /** Locks of checkpointDir and modelSaveDir (rank 0 holds them; [] on other ranks); null when released. */
+  private outputLocks: DirectoryLock[] | null = null;
   step = 0;
 
   private constructor(config: TrainConfig, group: ProcessGroup, source: SampleSource, backbone: Backbone) {
@@ -196,13 +202,21 @@ export class Trainer {
 
   static async create(config: TrainConfig, options: TrainOptions = {}): Promise<Trainer> {
     const group = await joinGroup(options);
-    manualSeed(config.seed);
-    const source = await openTrainingData(config.dataset, config.imageSize);
-    const backbone = options.backboneFactory ? options.backboneFactory(config) : await backboneFromSpec(config);
-    backbone.train();
-    const trainer = new Trainer(config, group, source, backbone);
-    if (config.resume !== null) trainer.resumeFrom(resolveCheckpoint(config.resume, config.checkpointDir));
-    return trainer;
+    // Before anything is written or `resume: latest` is resolved: writable output directories, owned by this job.
+    const locks = claimOutputDirectories(config, group);
+    try {
+      manualSeed(config.seed);
+      const source = await openTrainingData(config.dataset, config.imageSize);
+      const backbone = options.backboneFactory ? options.backboneFactory(config) : await backboneFromSpec(config);
+      backbone.train();
+      const trainer = new Trainer(config, group, source, backbone);
+      trainer.outputLocks = locks;
+      if (config.resume !== null) trainer.resumeFrom(resolveCheckpoint(config.resume, config.checkpointDir));
+      return trainer;
+    } catch (error) {
+      for (const lock of locks) lock.release();
+      throw error;
+    }
   }
 
   get totalSteps(): number {
@@ -223,10 +237,10 @@ export class Trainer {
     }
     checkResumeData(dir, meta, this.dataInfo);
     tidy(() => {
-      this.backbone.loadStateDict(loadSafetensors(join(dir, 'backbone.safetensors')));
+      this.backbone.loadStateDict(loadVerifiedCheckpointFile(dir, meta, 'backbone.safetensors'));
       const optimizerFile = join(dir, 'optimizer.safetensors');
       if (existsSync(optimizerFile)) {
-        this.optimizer.loadStateDict(unpackOptimizerState(loadSafetensors(optimizerFile), readSafetensorsMetadata(optimizerFile)));
+        this.optimizer.loadStateDict(unpackOptimizerState(loadVerifiedCheckpointFile(dir, meta, 'optimizer.safetensors'), readSafetensorsMetadata(optimizerFile)));
       }
       const shard = this.sharded ? loadShard(dir, meta, this.group.rank, this.group.worldSize) : loadShard(dir, meta, 0, 1);
       this.head.loadStateDict(shard);
@@ -304,6 +318,21 @@ export class Trainer {
 
   /** Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. */
   async train(options: TrainOptions = {}): Promise<TrainResult> {
+    // Every rank calls this (the claim is collective); the directories are released when the run ends, however it ends.
+    this.outputLocks ??= claimOutputDirectories(this.config, this.group);
+    try {
+      return await this.runTraining(options);
+    } finally {
+      this.releaseOutputLocks();
+    }
+  }
+
+  private releaseOutputLocks(): void {
+    for (const lock of this.outputLocks ?? []) lock.release();
+    this.outputLocks = null;
+  }
+
+  private async runTraining(options: TrainOptions): Promise<TrainResult> {
     const config = this.config;
     const rank = this.group.rank;
     const outputDir = config.modelSaveDir;
@@ -401,7 +430,9 @@ export class Trainer {
       mkdirSync(outputDir, { recursive: true });
       modelPath = join(outputDir, 'backbone.safetensors');
       tidy(() =>
-        saveSafetensors(modelPath as string, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
+        withDiskErrors(modelPath as string, 'write the trained model', () =>
+          saveSafetensors(modelPath as string, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
+        ),
       );
       progress?.finish();
       if (metricsPath && existsSync(metricsPath)) reportPath = await writeTrainingReport(metricsPath, join(outputDir, 'training-report.html'));
@@ -464,6 +495,7 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.releaseOutputLocks();
     this.dataParallel?.dispose?.();
     this.optimizer.dispose();
     this.head.dispose();

@@ -20,10 +20,11 @@ import { manualSeed } from '../../src/torch/native.js';
 import type { Tensor } from '../../src/torch/tensor.js';
 import { createBackbone } from '../../src/models/index.js';
 import type { Backbone } from '../../src/models/backbone.js';
-import { saveCheckpoint, shardFileName, readMeta, type CheckpointMeta } from '../../src/train/checkpoint.js';
+import { checkpointName, saveCheckpoint, shardFileName, readMeta, type CheckpointMeta } from '../../src/train/checkpoint.js';
 import { exportCommand } from '../../src/serve/export-cli.js';
 import { exportCheckpoint, ExportParityError } from '../../src/serve/export-checkpoint.js';
 import { writeCheckpointCenters } from '../../src/serve/checkpoint-centers.js';
+import { digestFile } from '../../src/train/checkpoint-integrity.js';
 import { loadClassCenters } from '../../src/serve/centers.js';
 import { halfToFloat32 } from '../../src/serve/float16.js';
 import { EmbeddingModel } from '../../src/serve/model.js';
@@ -129,9 +130,12 @@ function writeCheckpoint(root: string, step: number, state: Record<string, Tenso
       weight: F.tensor(shards[r]!, { shape: [rows[r]!, embedding] }),
       weight_momentum: F.mul(F.ones([rows[r]!, embedding]), 0.5),
     });
-    const dir = saveCheckpoint(root, { rank: 0, shardCount: 2, meta, backbone: state, shard: { index: 0, tensors: shardTensors(0) }, barrier: () => {}, keepLast: 5 });
-    saveSafetensors(join(dir, shardFileName(1, 2)), shardTensors(1), { rank: '1', worldSize: '2' });
-    return dir;
+    // Rank 1 writes its shard into the temporary directory between the first two barriers, as a real rank 1 would.
+    let barriers = 0;
+    const rank1 = (): void => {
+      if (++barriers === 1) saveSafetensors(join(root, `.tmp-${checkpointName(step)}`, shardFileName(1, 2)), shardTensors(1), { rank: '1', worldSize: '2' });
+    };
+    return saveCheckpoint(root, { rank: 0, shardCount: 2, meta, backbone: state, shard: { index: 0, tensors: shardTensors(0) }, barrier: rank1, keepLast: 5 });
   });
 }
 
@@ -257,6 +261,9 @@ test('a checkpoint whose shard weight has the wrong shape is refused, naming the
   const copy = join(work, 'bad-shard', 'step-00000200');
   cpSync(join(root, 'step-00000200'), copy, { recursive: true });
   tidy(() => saveSafetensors(join(copy, shardFileName(1, 2)), { weight: F.zeros([4, EMB]) }));
+  // Recorded in meta.json as if saved so: the shape check, not the digest, is what must refuse it.
+  const recorded = JSON.parse(readFileSync(join(copy, 'meta.json'), 'utf8')) as CheckpointMeta;
+  writeFileSync(join(copy, 'meta.json'), JSON.stringify({ ...recorded, files: { ...recorded.files, [shardFileName(1, 2)]: digestFile(join(copy, shardFileName(1, 2))) } }));
   const out = join(work, 'bad-shard', 'centers.safetensors');
   assert.throws(() => writeCheckpointCenters(copy, readMeta(copy), out), /fc-rank-1-of-2\.safetensors: tensor 'weight' has shape \[4, 64\], expected \[5, 64\]/);
   assert.ok(!existsSync(out) && !existsSync(`${out}.tmp-${process.pid}`));
