@@ -159,12 +159,14 @@ test('base64 shard lines that do not decode, or decode to no image, are reported
 test('image folders: a broken link named like an image is a reported bad sample, not silently dropped', async () => {
   const { dir, cleanup } = scratch();
   try {
+    // The folder of classes sits beside the run's output directories (which are created before the data is read).
+    const root = join(dir, 'classes');
     for (let c = 0; c < 4; c++) {
-      mkdirSync(join(dir, `class${c}`));
-      for (let i = 0; i < 4; i++) writeFileSync(join(dir, `class${c}`, `${i}.png`), await tinyPng(c, i));
+      mkdirSync(join(root, `class${c}`), { recursive: true });
+      for (let i = 0; i < 4; i++) writeFileSync(join(root, `class${c}`, `${i}.png`), await tinyPng(c, i));
     }
-    symlinkSync(join(dir, 'nowhere.png'), join(dir, 'class2', 'linked.png'));
-    const config = tinyConfig(dir, { type: 'folder', path: dir }, { maxBadSampleFraction: 0.1, trainSteps: 2 });
+    symlinkSync(join(root, 'nowhere.png'), join(root, 'class2', 'linked.png'));
+    const config = tinyConfig(dir, { type: 'folder', path: root }, { maxBadSampleFraction: 0.1, trainSteps: 2 });
     const { result, stderr } = await capturingStderr(() => train(config));
     assert.equal(result.badSamples.skipped, 1);
     assert.match(stderr, /bad sample skipped: file .*class2\/linked\.png: cannot read: ENOENT/);
