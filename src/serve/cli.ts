@@ -19,6 +19,10 @@ const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
   --max-queue N         queued images before answering 503 (default 256)
   --max-images N        images per request (default 64)
   --max-k N             largest k for /v1/classify (default 100)
+  --max-request-pixels N  pixels (width x height from the image headers, summed) per request
+                        before 413 (default 100000000)
+  --decode-concurrency N  images decoded at once, taken from waiting requests in turn
+                        (default: CPU cores, at most 4)
   --body-limit SIZE     request body limit, bytes or with k/m suffix (default 16m)
   --token-file PATH     require "Authorization: Bearer <token>" (token read from the file);
                         the PLSC_SERVE_TOKEN environment variable works too
@@ -65,6 +69,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     'max-queue': { type: 'string' },
     'max-images': { type: 'string' },
     'max-k': { type: 'string' },
+    'max-request-pixels': { type: 'string' },
+    'decode-concurrency': { type: 'string' },
     'body-limit': { type: 'string' },
     'token-file': { type: 'string' },
     threads: { type: 'string' },
@@ -93,6 +99,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       maxQueue: integerFlag(values['max-queue'], 'max-queue'),
       maxImagesPerRequest: integerFlag(values['max-images'], 'max-images'),
       maxK: integerFlag(values['max-k'], 'max-k'),
+      maxRequestPixels: integerFlag(values['max-request-pixels'], 'max-request-pixels'),
+      decodeConcurrency: integerFlag(values['decode-concurrency'], 'decode-concurrency'),
       bodyLimit: sizeFlag(values['body-limit'], 'body-limit'),
       token,
       intraOpThreads: integerFlag(values.threads, 'threads'),
