@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
 import type { LoadResult } from './load.js';
+import { startedByNpm, watchParent } from './parent-watch.js';
 import type { ServeOptions } from './server.js';
 import type { ClassCenters } from './centers.js';
 
@@ -29,8 +30,11 @@ const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
   --threads N           onnxruntime intra-op threads
   --input-size HxW      model input size when the ONNX shape leaves it symbolic
   --log                 log every request (JSON lines)
+  --exit-with-parent    shut down when the process that started plsc serve exits
+                        (on by default when started through npm/npx)
 
-SIGTERM/SIGINT stop accepting connections, finish in-flight requests, then exit.`;
+SIGTERM/SIGINT stop accepting connections, finish in-flight requests, then exit. For a service,
+run node_modules/.bin/plsc or node bin/plsc.js: npx does not pass SIGTERM on to the server.`;
 
 const BENCH_USAGE = `usage: plsc bench serve [options]
 
@@ -76,6 +80,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     threads: { type: 'string' },
     'input-size': { type: 'string' },
     log: { type: 'boolean' },
+    'exit-with-parent': { type: 'boolean' },
   } as const;
   return runCommand({ name: 'serve', usage: SERVE_USAGE, options }, argv, async ({ values }) => {
     const modelPath = required(values.model, 'model');
@@ -108,11 +113,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logger: values.log ?? false,
     };
     const serveOptions: ServeOptions = { modelPath, ...Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined)) };
-    return serve(serveOptions);
+    return serve(serveOptions, values['exit-with-parent'] === true || startedByNpm());
   });
 }
 
-async function serve(options: ServeOptions): Promise<number> {
+async function serve(options: ServeOptions, exitWithParent: boolean): Promise<number> {
   // Loaded here so that usage errors and --help answer without loading onnxruntime and sharp.
   const { startServer } = await import('./server.js');
   const { server, url } = await startServer(options);
@@ -127,15 +132,25 @@ async function serve(options: ServeOptions): Promise<number> {
     console.error(`plsc serve: warning: listening on ${host} without a token; anyone who can reach this port can use the model`);
   }
   await new Promise<void>((resolve, reject) => {
+    let stopWatchingParent = (): void => {};
     const stop = (signal: NodeJS.Signals) => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
+      stopWatchingParent();
       console.error(`plsc serve: ${signal}: finishing in-flight requests (send it again to exit at once)`);
       process.once(signal, () => process.exit(130));
       server.close().then(resolve, reject);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    if (exitWithParent) {
+      stopWatchingParent = watchParent((parent) => {
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        console.error(`plsc serve: parent process ${parent} exited: finishing in-flight requests`);
+        server.close().then(resolve, reject);
+      });
+    }
   });
   console.error('plsc serve: stopped');
   return 0;
