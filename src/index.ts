@@ -60,3 +60,4 @@ export * from './eval/load-backbone.js';
 export * from './eval/cli.js';
 export * from './train/demo.js';
 export * from './train/cli.js';
+export * from './eval/collapse.js';

@@ -28,6 +28,7 @@ import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type Checkpoint
 import { ProgressReporter } from './progress.js';
 import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
+import { collapsedEmbeddingsWarning } from '../eval/collapse.js';
 
 export interface PhaseTimes {
   data: number;
@@ -416,6 +417,7 @@ export class Trainer {
         imageSize: this.config.imageSize,
       }));
       progress?.logValidation(this.step, results);
+      for (const warning of results.map((r) => collapsedEmbeddingsWarning(r.detail, r.target))) if (warning) progress?.log(warning);
     }
     this.group.barrier().wait();
     return results;
