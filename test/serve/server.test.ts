@@ -317,6 +317,8 @@ describe('plsc serve batching, overload and auth', () => {
     await assert.rejects(createServer({ modelPath: tinyModel(), centers: classCentersFromArray(new Float32Array(8), 2, 4) }), /centres have dim 4 but the model embeds to 16/);
     await assert.rejects(createServer({ modelPath: tinyModel(), maxBatch: 0 }), /maxBatch must be a positive integer/);
     await assert.rejects(createServer({ modelPath: tinyModel(), threshold: 2 }), /threshold must be a cosine/);
+    await assert.rejects(createServer({ modelPath: tinyModel(), maxRequestPixels: 0 }), /maxRequestPixels must be a positive integer/);
+    await assert.rejects(createServer({ modelPath: tinyModel(), decodeConcurrency: 1.5 }), /decodeConcurrency must be a positive integer/);
     await assert.rejects(createServer({ modelPath: '/nonexistent/model.onnx' }), /model \/nonexistent\/model.onnx: onnxruntime could not load it/);
     await assert.rejects(createServer({ modelPath: tinyModel(), centersPath: '/nonexistent/c.safetensors' }), /cannot open/);
   });
