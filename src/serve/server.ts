@@ -81,7 +81,7 @@ export interface PlscServer {
   readonly queueDepth: number;
   /**
    * Model runs and images embedded so far (mean batch size = images / batches), and passes over the
-   * class centres and the /v1/classify queries they answered.
+   * class centres and the /v1/classify queries they answered, and images decoded.
    */
   stats(): { batches: number; images: number; searchPasses: number; searchQueries: number; imagesDecoded: number };
   /** Start listening on host:port; resolves to the base URL (e.g. http://127.0.0.1:8866). */
