@@ -23,8 +23,10 @@ deps:
 deps-peer: deps
 	@dpkg -s $(PEER_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PEER_PACKAGES); }
 
+# ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's postinstall would otherwise download its CUDA
+# provider from NuGet on linux/x64 (plsc serves on the CPU; the CPU library ships in the package).
 $(NODE_STAMP): package.json package-lock.json | deps
-	npm ci --no-audit --no-fund
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
 build: deps $(NODE_STAMP)

@@ -67,3 +67,4 @@ export * from './train/checkpoint-lock.js';
 export * from './train/checkpoint-verify.js';
 export * from './train/disk.js';
 export * from './train/output-claim.js';
+export * from './eval/collapse.js';

@@ -6,6 +6,7 @@ import type { ListFileSource } from '../data/list-file.js';
 import type { LoadedBackbone } from './load-backbone.js';
 import type { IdentificationResult } from './identification.js';
 import type { TargetResult } from '../train/validation.js';
+import { collapsedEmbeddingsWarning, embeddingsCollapsed } from './collapse.js';
 
 /** Where the command writes (process.stdout / process.stderr unless a test passes its own). */
 export type EvalCommandIO = CommandIO;
@@ -62,6 +63,7 @@ function verificationJson(result: TargetResult): Record<string, unknown> {
     val_std: result.detail.valStd,
     far: result.detail.far,
     tar_at_far: tarAtFar,
+    embeddings_collapsed: embeddingsCollapsed(result.detail),
   };
 }
 
@@ -81,6 +83,8 @@ async function runVerification(
     const result = await verifyBin(model.backbone, path, { ...(batchSize !== undefined ? { batchSize } : {}) });
     if (json) io.stdout.write(`${JSON.stringify(verificationJson(result))}\n`);
     else io.stdout.write(row([result.target, String(result.pairs), `${fixed(result.accuracy, 5)} ± ${fixed(result.std, 5)}`, fixed(result.xnorm, 4), fixed(result.valAtFar1e3, 5)]));
+    const warning = collapsedEmbeddingsWarning(result.detail, result.target);
+    if (warning) io.stderr.write(`plsc eval: ${warning}\n`);
   }
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
 import type { LoadResult } from './load.js';
+import { startedByNpm, watchParent } from './parent-watch.js';
 import type { ServeOptions } from './server.js';
 import type { ClassCenters } from './centers.js';
 
@@ -19,14 +20,21 @@ const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
   --max-queue N         queued images before answering 503 (default 256)
   --max-images N        images per request (default 64)
   --max-k N             largest k for /v1/classify (default 100)
+  --max-request-pixels N  pixels (width x height from the image headers, summed) per request
+                        before 413 (default 100000000)
+  --decode-concurrency N  images decoded at once, taken from waiting requests in turn
+                        (default: CPU cores, at most 4)
   --body-limit SIZE     request body limit, bytes or with k/m suffix (default 16m)
   --token-file PATH     require "Authorization: Bearer <token>" (token read from the file);
                         the PLSC_SERVE_TOKEN environment variable works too
   --threads N           onnxruntime intra-op threads
   --input-size HxW      model input size when the ONNX shape leaves it symbolic
   --log                 log every request (JSON lines)
+  --exit-with-parent    shut down when the process that started plsc serve exits
+                        (on by default when started through npm/npx)
 
-SIGTERM/SIGINT stop accepting connections, finish in-flight requests, then exit.`;
+SIGTERM/SIGINT stop accepting connections, finish in-flight requests, then exit. For a service,
+run node_modules/.bin/plsc or node bin/plsc.js: npx does not pass SIGTERM on to the server.`;
 
 const BENCH_USAGE = `usage: plsc bench serve [options]
 
@@ -65,11 +73,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
     'max-queue': { type: 'string' },
     'max-images': { type: 'string' },
     'max-k': { type: 'string' },
+    'max-request-pixels': { type: 'string' },
+    'decode-concurrency': { type: 'string' },
     'body-limit': { type: 'string' },
     'token-file': { type: 'string' },
     threads: { type: 'string' },
     'input-size': { type: 'string' },
     log: { type: 'boolean' },
+    'exit-with-parent': { type: 'boolean' },
   } as const;
   return runCommand({ name: 'serve', usage: SERVE_USAGE, options }, argv, async ({ values }) => {
     const modelPath = required(values.model, 'model');
@@ -93,6 +104,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       maxQueue: integerFlag(values['max-queue'], 'max-queue'),
       maxImagesPerRequest: integerFlag(values['max-images'], 'max-images'),
       maxK: integerFlag(values['max-k'], 'max-k'),
+      maxRequestPixels: integerFlag(values['max-request-pixels'], 'max-request-pixels'),
+      decodeConcurrency: integerFlag(values['decode-concurrency'], 'decode-concurrency'),
       bodyLimit: sizeFlag(values['body-limit'], 'body-limit'),
       token,
       intraOpThreads: integerFlag(values.threads, 'threads'),
@@ -100,11 +113,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logger: values.log ?? false,
     };
     const serveOptions: ServeOptions = { modelPath, ...Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined)) };
-    return serve(serveOptions);
+    return serve(serveOptions, values['exit-with-parent'] === true || startedByNpm());
   });
 }
 
-async function serve(options: ServeOptions): Promise<number> {
+async function serve(options: ServeOptions, exitWithParent: boolean): Promise<number> {
   // Loaded here so that usage errors and --help answer without loading onnxruntime and sharp.
   const { startServer } = await import('./server.js');
   const { server, url } = await startServer(options);
@@ -119,15 +132,25 @@ async function serve(options: ServeOptions): Promise<number> {
     console.error(`plsc serve: warning: listening on ${host} without a token; anyone who can reach this port can use the model`);
   }
   await new Promise<void>((resolve, reject) => {
+    let stopWatchingParent = (): void => {};
     const stop = (signal: NodeJS.Signals) => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
+      stopWatchingParent();
       console.error(`plsc serve: ${signal}: finishing in-flight requests (send it again to exit at once)`);
       process.once(signal, () => process.exit(130));
       server.close().then(resolve, reject);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    if (exitWithParent) {
+      stopWatchingParent = watchParent((parent) => {
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        console.error(`plsc serve: parent process ${parent} exited: finishing in-flight requests`);
+        server.close().then(resolve, reject);
+      });
+    }
   });
   console.error('plsc serve: stopped');
   return 0;

@@ -3,6 +3,7 @@
 // the normalized class centres for `plsc serve --centers`.
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import './ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';

@@ -11,6 +11,15 @@ export class BadInputError extends Error {
   }
 }
 
+/** A request over a size limit; the server answers 413 with this message. */
+export class PayloadTooLargeError extends Error {
+  readonly statusCode = 413;
+  constructor(message: string) {
+    super(message);
+    this.name = 'PayloadTooLargeError';
+  }
+}
+
 export interface ImageGeometry {
   /** Model input height and width in pixels. */
   height: number;
@@ -36,9 +45,41 @@ export function decodeBase64Image(value: unknown, field: string): Buffer {
 const RASTER_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'jp2']);
 class UnsupportedFormat extends Error {}
 
+/** Default per-image pixel limit (a decompression-bomb guard): 40 megapixels. */
+export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;
+
 export interface DecodeOptions extends ImageGeometry {
   /** Refuse images with more input pixels than this (decompression bombs). Default 40 megapixels. */
   maxInputPixels?: number;
+}
+
+export interface ImageHeader {
+  format: string;
+  width: number;
+  height: number;
+}
+
+/**
+ * Format and size of an encoded image, read from its header without decoding the pixels. Refuses
+ * non-raster formats (400) and images over `maxInputPixels` (413), naming `field`.
+ */
+export async function readImageHeader(bytes: Uint8Array, field: string, maxInputPixels = DEFAULT_MAX_INPUT_PIXELS): Promise<ImageHeader> {
+  if (bytes.length === 0) throw new BadInputError(`${field} is empty`);
+  let metadata: sharp.Metadata;
+  try {
+    metadata = await sharp(bytes).metadata();
+  } catch (error) {
+    throw new BadInputError(`${field} is not a decodable image (${(error as Error).message.split('\n')[0]})`);
+  }
+  const { format, width, height } = metadata;
+  if (format === undefined || !RASTER_FORMATS.has(format)) {
+    throw new BadInputError(`${field} is ${format ?? 'an unknown format'}; send a raster image (${[...RASTER_FORMATS].join(', ')})`);
+  }
+  if (!(width > 0 && height > 0)) throw new BadInputError(`${field} has no width and height in its ${format} header`);
+  if (width * height > maxInputPixels) {
+    throw new PayloadTooLargeError(`${field} is ${width}x${height} = ${width * height} pixels, over the limit of ${maxInputPixels} pixels per image`);
+  }
+  return { format, width, height };
 }
 
 /**
@@ -53,7 +94,7 @@ export async function decodeImageToTensor(bytes: Uint8Array, field: string, opti
   let channels: number;
   let format: string | undefined;
   try {
-    const image = sharp(bytes, { limitInputPixels: options.maxInputPixels ?? 40_000_000, failOn: 'error' });
+    const image = sharp(bytes, { limitInputPixels: options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS, failOn: 'error' });
     format = (await image.metadata()).format;
     if (format === undefined || !RASTER_FORMATS.has(format)) throw new UnsupportedFormat();
     const result = await image

@@ -2,6 +2,7 @@
 // Routes: POST /v1/embed, /v1/verify, /v1/classify, the PLSC-compatible
 // /FaceClassifyService/inference, GET /healthz and /metrics. See docs/serve.md.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { STATUS_CODES } from 'node:http';
 import sharp from 'sharp';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
@@ -10,7 +11,9 @@ import { loadClassCenters, type ClassCenters, type ClassMatch } from './centers.
 import { CenterSearchEngine } from './center-search.js';
 import { MetricsRegistry } from './metrics.js';
 import { EmbeddingModel, type EmbeddingModelInfo } from './model.js';
-import { BadInputError, decodeBase64Image, decodeImageToTensor } from './preprocess.js';
+import { BadInputError, DEFAULT_MAX_INPUT_PIXELS, PayloadTooLargeError, decodeBase64Image, decodeImageToTensor, readImageHeader, type ImageHeader } from './preprocess.js';
+import { FairDecodeQueue } from './decode-queue.js';
+import { parseJsonBody } from './json-body.js';
 
 export interface ServeOptions {
   /** Path to the exported ONNX model ([N, 3, H, W] float32 -> [N, D]), or its bytes. */
@@ -47,6 +50,10 @@ export interface ServeOptions {
   inputSize?: readonly [number, number];
   /** Refuse images above this many pixels before decoding them fully (default 40 M). */
   maxInputPixels?: number;
+  /** Most pixels (sum of width x height read from the image headers) in one request (default 100 M); more gets 413 before decoding. */
+  maxRequestPixels?: number;
+  /** Images decoded at the same time, taken from the waiting requests in turn (default: CPU cores, at most 4). */
+  decodeConcurrency?: number;
   /** On close(), connections still open after this many ms are cut (default 30000). */
   shutdownGraceMs?: number;
   /** Fastify request logging (default off). */
@@ -63,6 +70,8 @@ export interface ServerInfo {
   maxQueue: number;
   maxImagesPerRequest: number;
   maxK: number;
+  maxRequestPixels: number;
+  decodeConcurrency: number;
 }
 
 export interface PlscServer {
@@ -72,9 +81,9 @@ export interface PlscServer {
   readonly queueDepth: number;
   /**
    * Model runs and images embedded so far (mean batch size = images / batches), and passes over the
-   * class centres and the /v1/classify queries they answered.
+   * class centres and the /v1/classify queries they answered, and images decoded.
    */
-  stats(): { batches: number; images: number; searchPasses: number; searchQueries: number };
+  stats(): { batches: number; images: number; searchPasses: number; searchQueries: number; imagesDecoded: number };
   /** Start listening on host:port; resolves to the base URL (e.g. http://127.0.0.1:8866). */
   listen(): Promise<string>;
   /** Stop accepting requests, finish the in-flight ones, then release the model. Idempotent. */
@@ -131,6 +140,9 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   if (!Number.isFinite(maxWaitMs) || maxWaitMs < 0) throw new Error(`serve: maxWaitMs must be >= 0, got ${maxWaitMs}`);
   const maxImagesPerRequest = Math.min(positiveInteger(options.maxImagesPerRequest, 64, 'maxImagesPerRequest'), maxQueue);
   const bodyLimit = positiveInteger(options.bodyLimit, 16 * 1024 * 1024, 'bodyLimit');
+  const maxRequestPixels = positiveInteger(options.maxRequestPixels, 100_000_000, 'maxRequestPixels');
+  // sharp decodes on libuv's thread pool (4 threads by default); more decodes at once only queue there.
+  const decodeQueue = new FairDecodeQueue(positiveInteger(options.decodeConcurrency, Math.min(availableParallelism(), 4), 'decodeConcurrency'));
   if (options.token !== undefined && options.token.length === 0) throw new Error('serve: token must not be empty');
   const tokenDigest = options.token !== undefined ? digest(options.token) : undefined;
 
@@ -182,6 +194,8 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     },
   });
   metrics.gauge('plsc_queue_depth', 'Images admitted and waiting for a model run.', () => batcher.queueDepth);
+  const decodedTotal = metrics.counter('plsc_images_decoded_total', 'Images decoded to model input.');
+  metrics.gauge('plsc_decode_waiting', 'Images of admitted requests waiting for a decode slot.', () => decodeQueue.waiting);
 
   // Concurrent /v1/classify requests share one pass over the class centres (reading C x D values
   // dominates a search of a few queries): queries queue like images, and one search with the
@@ -210,6 +224,16 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     forceCloseConnections: 'idle',
   });
 
+  // Bodies are JSON or raw images: without a text/plain parser Fastify answers 415 for text, and our
+  // JSON parser names a refused '__proto__' key instead of calling the body invalid.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_request, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
   // Raw image bodies (one image per request) for /v1/embed and /v1/classify.
   app.addContentTypeParser(/^\s*(image\/[\w.+-]+|application\/octet-stream)\s*(;.*)?$/i, { parseAs: 'buffer', bodyLimit }, (_request, body, done) => done(null, body));
 
@@ -271,13 +295,40 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     return { images: list.map((item, i) => decodeBase64Image(item, `${field}[${i}]`)), body };
   }
 
-  /** Decode, queue and embed; returns raw embeddings in request order. */
+  function checkPixelBudget(headers: ImageHeader[], names: string[]): void {
+    const total = headers.reduce((sum, { width, height }) => sum + width * height, 0);
+    if (total <= maxRequestPixels) return;
+    let largest = 0;
+    headers.forEach(({ width, height }, i) => {
+      if (width * height > headers[largest]!.width * headers[largest]!.height) largest = i;
+    });
+    const { width, height } = headers[largest]!;
+    throw new PayloadTooLargeError(
+      `the request's ${headers.length} image${headers.length === 1 ? '' : 's'} hold ${total} pixels in all (largest ${names[largest]}: ${width}x${height}), ` +
+        `over the budget of ${maxRequestPixels} pixels per request; send fewer or smaller images`,
+    );
+  }
+
+  /** Check the pixel budget from the headers, decode (fairly across requests), queue and embed; returns raw embeddings in request order. */
   async function embedAll(images: Buffer[], field: string, rawBody: boolean): Promise<Float32Array[]> {
     const admission = batcher.admit(images.length);
+    const names = images.map((_, i) => (rawBody ? 'request body' : `${field}[${i}]`));
+    const decodes = decodeQueue.group();
     let tensors: Float32Array[];
     try {
-      tensors = await Promise.all(images.map((bytes, i) => decodeImageToTensor(bytes, rawBody ? 'request body' : `${field}[${i}]`, geometry)));
+      const headers = await Promise.all(images.map((bytes, i) => readImageHeader(bytes, names[i]!, geometry.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS)));
+      checkPixelBudget(headers, names);
+      tensors = await Promise.all(
+        images.map((bytes, i) =>
+          decodes.run(async () => {
+            const tensor = await decodeImageToTensor(bytes, names[i]!, geometry);
+            decodedTotal.inc();
+            return tensor;
+          }),
+        ),
+      );
     } catch (error) {
+      decodes.cancel(error instanceof Error ? error : new Error(String(error)));
       admission.release();
       throw error;
     }
@@ -347,7 +398,7 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
 
   app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
 
-  const info: ServerInfo = { model: model.info, classes, threshold, maxBatch, maxWaitMs, maxQueue, maxImagesPerRequest, maxK };
+  const info: ServerInfo = { model: model.info, classes, threshold, maxBatch, maxWaitMs, maxQueue, maxImagesPerRequest, maxK, maxRequestPixels, decodeConcurrency: decodeQueue.concurrency };
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -358,7 +409,7 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
     stats() {
       const { count, sum } = batchSize.snapshot();
       const searches = searchQueries.snapshot();
-      return { batches: count, images: sum, searchPasses: searches.count, searchQueries: searches.sum };
+      return { batches: count, images: sum, searchPasses: searches.count, searchQueries: searches.sum, imagesDecoded: decodedTotal.get() };
     },
     async listen() {
       return app.listen({ host, port });

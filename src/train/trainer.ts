@@ -34,6 +34,7 @@ import { claimOutputDirectories } from './output-claim.js';
 import type { DirectoryLock } from './checkpoint-lock.js';
 import { loadVerifiedCheckpointFile } from './checkpoint-integrity.js';
 import { withDiskErrors } from './disk.js';
+import { collapsedEmbeddingsWarning } from '../eval/collapse.js';
 
 export interface PhaseTimes {
   data: number;
@@ -489,6 +490,7 @@ export class Trainer {
         imageSize: this.config.imageSize,
       }));
       progress?.logValidation(this.step, results);
+      for (const warning of results.map((r) => collapsedEmbeddingsWarning(r.detail, r.target))) if (warning) progress?.log(warning);
     }
     this.group.barrier().wait();
     return results;

@@ -14,6 +14,8 @@ test('plsc serve: usage errors exit 2 naming the option, --help exits 0', async 
     [['--model', 'm.onnx', '--body-limit', '16g'], /--body-limit must be a byte count like 1048576, 512k or 16m, got '16g'/],
     [['--model', 'm.onnx', '--input-size', '112'], /--input-size must look like 112x112, got '112'/],
     [['--model', 'm.onnx', '--max-wait-ms=-1'], /--max-wait-ms must be a number >= 0, got '-1'/],
+    [['--model', 'm.onnx', '--max-request-pixels', '0'], /--max-request-pixels must be an integer >= 1, got '0'/],
+    [['--model', 'm.onnx', '--decode-concurrency', 'two'], /--decode-concurrency must be an integer >= 1, got 'two'/],
     [['--model', 'm.onnx', '--bogus'], /plsc serve: Unknown option '--bogus'/],
   ];
   for (const [argv, message] of cases) {
@@ -24,6 +26,7 @@ test('plsc serve: usage errors exit 2 naming the option, --help exits 0', async 
   const help = await captured(() => serveCommand(['--help']));
   assert.equal(help.result, 0);
   assert.match(help.stdout, /^usage: plsc serve --model model\.onnx/);
+  assert.match(help.stdout, /--max-request-pixels N[\s\S]*--decode-concurrency N[\s\S]*--exit-with-parent/);
   assert.equal(help.stderr, '');
 });
 

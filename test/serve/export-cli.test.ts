@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import '../../src/serve/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import * as F from '../../src/torch/ops.js';
 import { noGrad } from '../../src/torch/autograd.js';

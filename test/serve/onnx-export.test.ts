@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import '../../src/serve/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import { OnnxGraphBuilder, onnxAttr } from '../../src/serve/onnx/builder.js';
 import { decodeModelProto, OnnxAttributeType, OnnxDataType } from '../../src/serve/onnx/proto.js';

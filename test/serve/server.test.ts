@@ -180,7 +180,7 @@ describe('plsc serve routes', () => {
     const png = await solidPng(8, 8, 3, [1, 2, 3]);
     const json = { 'content-type': 'application/json' };
     assertBadRequest(await call(server, 'POST', '/v1/embed', '{"images": [', json), /malformed JSON/);
-    assertBadRequest(await call(server, 'POST', '/v1/embed', '', json), /Body cannot be empty/);
+    assertBadRequest(await call(server, 'POST', '/v1/embed', '', json), /body is empty/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', '[1, 2]', json), /JSON object like \{"images"/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', '"text"', json), /JSON object like/);
     assertBadRequest(await call(server, 'POST', '/v1/embed', { pictures: [] }), /missing 'images'/);
@@ -206,7 +206,7 @@ describe('plsc serve routes', () => {
     }
     assertBadRequest(await call(server, 'POST', '/v1/classify?k=abc', png, { 'content-type': 'image/png' }), /'k' must be an integer/);
     assertBadRequest(await call(server, 'POST', '/FaceClassifyService/inference', { images: [b64(png)] }), /missing 'base64_string'/);
-    assertBadRequest(await call(server, 'POST', '/v1/embed', '{"__proto__": {"polluted": true}, "images": []}', json), /malformed JSON/);
+    assertBadRequest(await call(server, 'POST', '/v1/embed', '{"__proto__": {"polluted": true}, "images": []}', json), /refused key '__proto__'/);
     assertBadRequest(await call(server, 'GET', '/v1/nothing'), /no route GET \/v1\/nothing/, 404);
     assertBadRequest(await call(server, 'GET', '/v1/embed'), /no route GET \/v1\/embed/, 404);
     // The server is still healthy and answering after all of that.
@@ -262,7 +262,7 @@ describe('plsc serve batching, overload and auth', () => {
       assert.equal(sum, 8);
       assert.equal(count, 1);
       assert.equal(upToOne, 0);
-      assert.deepEqual(server.stats(), { batches: 1, images: 8, searchPasses: 0, searchQueries: 0 });
+      assert.deepEqual(server.stats(), { batches: 1, images: 8, searchPasses: 0, searchQueries: 0, imagesDecoded: 8 });
     } finally {
       await server.close();
     }
@@ -317,6 +317,8 @@ describe('plsc serve batching, overload and auth', () => {
     await assert.rejects(createServer({ modelPath: tinyModel(), centers: classCentersFromArray(new Float32Array(8), 2, 4) }), /centres have dim 4 but the model embeds to 16/);
     await assert.rejects(createServer({ modelPath: tinyModel(), maxBatch: 0 }), /maxBatch must be a positive integer/);
     await assert.rejects(createServer({ modelPath: tinyModel(), threshold: 2 }), /threshold must be a cosine/);
+    await assert.rejects(createServer({ modelPath: tinyModel(), maxRequestPixels: 0 }), /maxRequestPixels must be a positive integer/);
+    await assert.rejects(createServer({ modelPath: tinyModel(), decodeConcurrency: 1.5 }), /decodeConcurrency must be a positive integer/);
     await assert.rejects(createServer({ modelPath: '/nonexistent/model.onnx' }), /model \/nonexistent\/model.onnx: onnxruntime could not load it/);
     await assert.rejects(createServer({ modelPath: tinyModel(), centersPath: '/nonexistent/c.safetensors' }), /cannot open/);
   });
