@@ -69,6 +69,8 @@ export interface TrainConfig {
   resume: string | null;
   /** Decode threads etc. are sized by the loader; this bounds prefetched batches. */
   prefetchBatches: number;
+  /** Seconds without a finished step (or checkpoint, or validation) after which the run fails; 0: never. */
+  stallTimeout: number;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -107,6 +109,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   headChunkSize: null,
   resume: null,
   prefetchBatches: 2,
+  stallTimeout: 1800,
 };
 
 export class ConfigError extends Error {
@@ -209,6 +212,7 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   headChunkSize: nullable(positiveInt),
   resume: nullable(string),
   prefetchBatches: nonNegativeInt,
+  stallTimeout: nonNegativeNumber,
 };
 
 function validateDataset(v: unknown, f: string): DatasetSpec {

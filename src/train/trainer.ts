@@ -28,6 +28,7 @@ import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type Checkpoint
 import { ProgressReporter } from './progress.js';
 import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
+import { RunGuard } from './run-guard.js';
 
 export interface PhaseTimes {
   data: number;
@@ -53,6 +54,8 @@ export interface TrainResult {
   imagesPerSecond: number;
   /** Mean ms per step of each phase. */
   phases: PhaseTimes;
+  /** Stopped early by SIGINT: a checkpoint of the last step was saved, the final model was not. */
+  interrupted: boolean;
 }
 
 export interface TrainOptions {
@@ -293,8 +296,21 @@ export class Trainer {
     return { ...result, phases };
   }
 
-  /** Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. */
+  /**
+   * Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. Fails when
+   * no step finishes for config.stallTimeout seconds; a first SIGINT stops after the current step
+   * with a checkpoint (result.interrupted), a second exits the process at once.
+   */
   async train(options: TrainOptions = {}): Promise<TrainResult> {
+    const guard = new RunGuard(this.group, this.config.stallTimeout);
+    try {
+      return await this.trainGuarded(options, guard);
+    } finally {
+      guard.dispose();
+    }
+  }
+
+  private async trainGuarded(options: TrainOptions, guard: RunGuard): Promise<TrainResult> {
     const config = this.config;
     const rank = this.group.rank;
     const outputDir = config.modelSaveDir;
@@ -321,8 +337,9 @@ export class Trainer {
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);
     const shouldValidate = (): boolean => config.withTest && config.valTargets.length > 0;
+    let interrupted = false;
 
-    while (this.step < stopAt) {
+    while (this.step < stopAt && !interrupted) {
       const epoch = this.loader.state.epoch;
       let dataStart = performance.now();
       for await (const batch of this.loader) {
@@ -349,11 +366,18 @@ export class Trainer {
           validation = await this.validate(progress);
           lastValidationStep = this.step;
         }
+        guard.progress(this.step);
+        // (Every rank has the same step and stopAt, so all of them take part in stopRequested.)
+        if (this.step < stopAt && guard.stopRequested()) {
+          interrupted = true;
+          progress?.log(`interrupted: stopping after step ${this.step}`);
+          break;
+        }
         if (this.step >= stopAt) break;
         dataStart = performance.now();
       }
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
-      if (epochDone && this.step < stopAt) {
+      if (epochDone && this.step < stopAt && !interrupted) {
         if (!options.noCheckpoints && config.checkpointPeriod === 0) lastCheckpoint = this.saveCheckpoint(epoch);
         if (shouldValidate() && config.testPeriod === 0) {
           validation = await this.validate(progress);
@@ -372,12 +396,16 @@ export class Trainer {
     const elapsed = (performance.now() - started) / 1000;
     let modelPath: string | null = null;
     let reportPath: string | null = null;
+    guard.progress(this.step);
     if (rank === 0) {
       mkdirSync(outputDir, { recursive: true });
-      modelPath = join(outputDir, 'backbone.safetensors');
-      tidy(() =>
-        saveSafetensors(modelPath as string, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
-      );
+      if (!interrupted) modelPath = join(outputDir, 'backbone.safetensors');
+      if (modelPath !== null) {
+        const path = modelPath;
+        tidy(() =>
+          saveSafetensors(path, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
+        );
+      }
       progress?.finish();
       if (metricsPath && existsSync(metricsPath)) reportPath = await writeTrainingReport(metricsPath, join(outputDir, 'training-report.html'));
     }
@@ -403,6 +431,7 @@ export class Trainer {
         comm: mean(totals.comm),
         optimizer: mean(totals.optimizer),
       },
+      interrupted,
     };
   }
 
