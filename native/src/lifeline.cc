@@ -136,7 +136,8 @@ void stallThread() {
     writeStderr("plsc: " + w.label + ": stalled: no progress for " + seconds + " s after step " +
                 std::to_string(w.lastStep) + (waiting.empty() ? "" : " (" + waiting + ")") + " (stallTimeout " +
                 std::to_string(w.timeoutMs / 1000) + " s); stopping\n");
-    exitWithGroup(w.exitCode);
+    // Not the whole process group: a launcher tells a failure by the exit code, then cleans up.
+    ::_exit(w.exitCode);
   }
 }
 

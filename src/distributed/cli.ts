@@ -29,7 +29,7 @@ export function launchReport(result: LaunchResult): string | null {
     const ranks = blame.ranks.join(', ');
     return (
       `plsc launch: rank${blame.ranks.length > 1 ? 's' : ''} ${ranks} failed first: ${blame.ranks.length > 1 ? 'they' : 'it'} ${blame.what} ` +
-      `(reported by ${how})${stoppedText}; exiting with code ${result.exitCode}${logs}`
+      `(reported by rank ${f.rank}, which ${describeOutcome(f)})${stoppedText}; exiting with code ${result.exitCode}${logs}`
     );
   }
   return `plsc launch: ${how}${stoppedText}; exiting with code ${result.exitCode}${logs}`;
