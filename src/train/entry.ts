@@ -150,6 +150,10 @@ export class Entry {
   setHeadChunkSize(classes: number | null): this {
     return this.set('headChunkSize', classes);
   }
+  /** Seconds without a finished step after which training fails (0: never). */
+  setStallTimeout(seconds: number): this {
+    return this.set('stallTimeout', seconds);
+  }
 
   /** The complete, validated configuration. */
   config(): TrainConfig {
