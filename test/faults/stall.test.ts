@@ -6,8 +6,17 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Entry } from '../../src/train/entry.js';
+import { DEFAULT_CONFIG } from '../../src/train/config.js';
 import { plscBin, runPlsc } from '../distributed/helpers.js';
 import { writeTinyConfig } from './helpers.js';
+
+test('stallTimeout: seconds, generous by default, 0 allowed, negative refused naming the field', () => {
+  assert.ok(DEFAULT_CONFIG.stallTimeout >= 600);
+  assert.equal(new Entry().setStallTimeout(0).config().stallTimeout, 0);
+  assert.equal(new Entry().setStallTimeout(90).config().stallTimeout, 90);
+  assert.throws(() => new Entry().setStallTimeout(-1), /stallTimeout/);
+});
 
 test('a single-process run whose step hangs synchronously fails after stallTimeout, naming the last step', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'plsc-stall-'));
