@@ -68,3 +68,5 @@ export * from './train/checkpoint-verify.js';
 export * from './train/disk.js';
 export * from './train/output-claim.js';
 export * from './eval/collapse.js';
+export * from './distributed/lifeline.js';
+export * from './distributed/fault-report.js';

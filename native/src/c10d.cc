@@ -9,6 +9,7 @@
 //   each rank keeps its own slice (twice reduce_scatter's traffic; the result is the same).
 // - collectives are matched across ranks by issue order, so every rank must issue the same sequence.
 #include "handle.h"
+#include "lifeline.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -25,6 +26,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <regex>
@@ -51,6 +53,23 @@ struct GroupState {
   std::string endpoint;  // MASTER_ADDR:MASTER_PORT, for messages
   std::mutex mutex;
   std::vector<c10::intrusive_ptr<c10d::Work>> inFlight;
+  // Check-ins: before each collective a rank stores its sequence number under its rank in the
+  // rendezvous store, so a rank whose collective times out can name the ranks that never arrived.
+  c10::intrusive_ptr<c10d::Store> progress;
+  int64_t seq = 0;
+
+  // Main thread, before issuing a collective. A store that is gone (rank 0 died) is not an error
+  // here: the collective itself reports that.
+  void checkIn() {
+    ++seq;
+    if (!progress) return;
+    try {
+      std::string value = std::to_string(seq);
+      progress->set(std::to_string(rank), std::vector<uint8_t>(value.begin(), value.end()));
+    } catch (...) {
+      progress.reset();
+    }
+  }
 
   bool isGloo() const { return backend == "gloo"; }
 
@@ -84,6 +103,7 @@ struct GroupState {
       }
     }
     pg.reset();
+    progress.reset();
     store.reset();
   }
 
@@ -93,6 +113,7 @@ struct GroupState {
     // at process exit after a failure, is leaked instead so that exit does not hang.
     if (pg && pending() > 0) {
       pg.release();
+      progress.release();
       store.release();
     }
   }
@@ -120,7 +141,65 @@ std::string firstLines(const std::string& text, size_t maxLines) {
   return out;
 }
 
-std::string collectiveFailure(const GroupState& g, const std::string& name, const std::string& cause) {
+// Which ranks had not issued collective number `seq` (asked of the rendezvous store on a helper thread,
+// because a store host that is frozen would block the asking thread until the store timeout):
+// "; rank 1 never arrived at allReduce(sum) #57 (it last issued #56)", or "" when all did or no
+// answer could be had. A store host (rank 0) that does not answer is named as not responding.
+std::string missingRanks(const GroupState& g, const std::string& name, int64_t seq) {
+  constexpr int64_t kAnswerMs = 3000;
+  auto store = g.progress;
+  if (!store || g.size <= 1) return "";
+  struct Answer {
+    std::mutex mutex;
+    std::condition_variable ready;
+    bool done = false;
+    bool failed = false;
+    std::vector<int64_t> issued;
+  };
+  auto answer = std::make_shared<Answer>();
+  const int size = g.size;
+  std::thread([answer, store, size]() {
+    std::vector<int64_t> issued(size, 0);
+    bool failed = false;
+    try {
+      for (int r = 0; r < size; ++r) {
+        const std::string key = std::to_string(r);
+        if (!store->check({key})) continue;
+        auto bytes = store->get(key);
+        issued[r] = std::stoll(std::string(bytes.begin(), bytes.end()));
+      }
+    } catch (...) {
+      failed = true;
+    }
+    std::lock_guard<std::mutex> lock(answer->mutex);
+    answer->issued = std::move(issued);
+    answer->failed = failed;
+    answer->done = true;
+    answer->ready.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(answer->mutex);
+  if (!answer->ready.wait_for(lock, milliseconds(kAnswerMs), [&] { return answer->done; }) || answer->failed) {
+    if (g.rank == 0) return "";
+    return "; rank 0 is not responding (the rendezvous store it hosts did not answer within " +
+           std::to_string(kAnswerMs / 1000) + " s)";
+  }
+  std::vector<int> missing;
+  int64_t lastIssued = -1;
+  for (int r = 0; r < size; ++r) {
+    if (r == g.rank || answer->issued[r] >= seq) continue;
+    missing.push_back(r);
+    lastIssued = answer->issued[r];
+  }
+  if (missing.empty()) return "";
+  std::string ranks;
+  for (size_t i = 0; i < missing.size(); ++i) ranks += (i ? ", " : "") + std::to_string(missing[i]);
+  std::string message = std::string("; rank") + (missing.size() > 1 ? "s " : " ") + ranks + " never arrived at " +
+                        name + " #" + std::to_string(seq);
+  if (missing.size() == 1) message += " (it last issued #" + std::to_string(lastIssued) + ")";
+  return message;
+}
+
+std::string collectiveFailure(const GroupState& g, const std::string& name, const std::string& cause, int64_t seq) {
   std::string message = name + " failed on rank " + std::to_string(g.rank) + " of " + std::to_string(g.size) +
                         ": " + firstLines(cause, 3);
   static const std::regex peerTrouble("timed out|timeout|connection|closed|reset|broken pipe|peer|EOF",
@@ -129,7 +208,54 @@ std::string collectiveFailure(const GroupState& g, const std::string& name, cons
     message += " (a peer process probably died or stopped issuing the same collectives; group timeout " +
                std::to_string(g.timeoutMs) + " ms)";
   }
+  static const std::regex timedOut("timed out|timeout", std::regex::icase);
+  if (std::regex_search(cause, timedOut)) message += missingRanks(g, name, seq);
   return message;
+}
+
+// What the main thread is blocked waiting for, for the stall watchdog (lifeline.cc).
+struct BlockingWait {
+  std::mutex mutex;
+  std::shared_ptr<GroupState> group;
+  std::string name;
+  int64_t seq = 0;
+};
+
+BlockingWait& blockingWait() {
+  static BlockingWait* wait = new BlockingWait();  // read by a thread that may outlive static teardown
+  return *wait;
+}
+
+class BlockedIn {
+ public:
+  BlockedIn(std::shared_ptr<GroupState> group, const std::string& name, int64_t seq) {
+    BlockingWait& w = blockingWait();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    w.group = std::move(group);
+    w.name = name;
+    w.seq = seq;
+  }
+  ~BlockedIn() {
+    BlockingWait& w = blockingWait();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    w.group.reset();
+  }
+};
+
+std::string describeBlocking() {
+  std::shared_ptr<GroupState> group;
+  std::string name;
+  int64_t seq = 0;
+  {
+    BlockingWait& w = blockingWait();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    if (!w.group) return "";
+    group = w.group;
+    name = w.name;
+    seq = w.seq;
+  }
+  std::string missing = missingRanks(*group, name, seq);
+  return "blocked in " + name + " #" + std::to_string(seq) + missing;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +269,7 @@ struct WorkState {
   std::string name;
   std::function<at::Tensor()> finish;
   std::vector<int64_t> splitSizes;
+  int64_t seq = 0;  // this collective's check-in number
   bool done = false;
   bool failed = false;
   std::string error;
@@ -154,7 +281,7 @@ struct WorkState {
     done = true;
     if (cause) {
       failed = true;
-      error = collectiveFailure(*group, name, describeException(cause));
+      error = collectiveFailure(*group, name, describeException(cause), seq);
       finish = nullptr;
       return;
     }
@@ -210,6 +337,7 @@ class WorkHandle : public Napi::ObjectWrap<WorkHandle> {
     if (!state_->done) {
       std::exception_ptr cause;
       if (state_->work) {
+        BlockedIn blocked(state_->group, state_->name, state_->seq);
         try {
           state_->work->wait();
         } catch (...) {
@@ -400,6 +528,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
 
   Napi::Value issue(Napi::Env env, std::shared_ptr<WorkState> work) {
     work->group = state_;
+    work->seq = state_->seq;
     if (work->work) state_->track(work->work);
     return WorkHandle::New(env, std::move(work));
   }
@@ -438,6 +567,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
       std::vector<at::Tensor> tensors{buf};
       c10d::AllreduceOptions opts;
       opts.reduceOp = op;
+      state_->checkIn();
       work->work = state_->pg->allreduce(tensors, opts);
       int size = state_->size;
       work->finish = [target, buf, average, size]() mutable {
@@ -469,6 +599,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
       std::vector<at::Tensor> tensors{buf};
       c10d::BroadcastOptions opts;
       opts.rootRank = src;
+      state_->checkIn();
       work->work = state_->pg->broadcast(tensors, opts);
       bool shares = buf.data_ptr() == target.data_ptr() && target.is_contiguous();
       work->finish = [target, buf, shares]() mutable {
@@ -500,12 +631,14 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     std::vector<std::vector<at::Tensor>> outputLists{outputs};
     std::vector<at::Tensor> inputs{mine};
     try {
+      state_->checkIn();
       auto work = state_->pg->allgather(outputLists, inputs);
       state_->track(work);
+      BlockedIn blocked(state_, name + " (exchanging shapes)", state_->seq);
       work->wait();
     } catch (...) {
       throw Napi::Error::New(env, collectiveFailure(*state_, name + " (exchanging shapes)",
-                                                    describeException(std::current_exception())));
+                                                    describeException(std::current_exception()), state_->seq));
     }
     std::vector<std::vector<int64_t>> shapes;
     all = all.cpu();
@@ -582,6 +715,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
       for (int r = 0; r < n; ++r) outputs.push_back(flat.narrow(0, r * longest, longest));
       std::vector<std::vector<at::Tensor>> outputLists{outputs};
       std::vector<at::Tensor> inputs{buf};
+      state_->checkIn();
       work->work = state_->pg->allgather(outputLists, inputs);
       at::ScalarType dtype = t.scalar_type();
       work->finish = [flat, sizes, longest, dtype]() {
@@ -636,6 +770,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
       std::vector<at::Tensor> tensors{buf};
       c10d::AllreduceOptions opts;
       opts.reduceOp = op;
+      state_->checkIn();
       work->work = state_->pg->allreduce(tensors, opts);
       work->finish = [buf, chunk, rank, average, n, dtype]() {
         at::Tensor out = buf.narrow(0, rank * chunk, chunk).clone();
@@ -657,6 +792,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     auto work = std::make_shared<WorkState>();
     work->name = "barrier";
     try {
+      state_->checkIn();
       work->work = state_->pg->barrier();
     } catch (...) {
       rethrowAsJs(env, "barrier");
@@ -721,8 +857,16 @@ class Rendezvous : public Napi::AsyncWorker {
       storeOptions.timeout = milliseconds(c.rendezvousTimeoutMs);
       stage = c.storeServer ? "starting the rendezvous store on " + endpoint
                           : "connecting to the rendezvous store on " + endpoint + " (timeout " + waited + ")";
-      state->store = c10::make_intrusive<c10d::TCPStore>(c.masterAddr, storeOptions);
+      if (c.storeServer) {
+        // Listen on MASTER_ADDR only (loopback for a single-node job), not on every interface.
+        installStoreBindHook();
+        StoreBindAddress bindTo(c.masterAddr);
+        state->store = c10::make_intrusive<c10d::TCPStore>(c.masterAddr, storeOptions);
+      } else {
+        state->store = c10::make_intrusive<c10d::TCPStore>(c.masterAddr, storeOptions);
+      }
       auto scoped = c10::make_intrusive<c10d::PrefixStore>(c.storePrefix, state->store);
+      state->progress = c10::make_intrusive<c10d::PrefixStore>("arrived", scoped);
 
       // Every process must agree on the world size and hold a distinct rank, and all must arrive
       // within the timeout: checked here with clear messages rather than left to surface later as a
@@ -883,6 +1027,7 @@ void initC10d(Napi::Env env, Napi::Object exports) {
   GroupHandle::Init(env, exports);
   exports.Set("c10dInit", Napi::Function::New(env, C10dInit));
   exports.Set("c10dBackends", Napi::Function::New(env, C10dBackends));
+  describeBlockingCollective = describeBlocking;
 }
 
 }  // namespace plsc

@@ -2,6 +2,7 @@
 // autograd entry points (backward, grads, hooks, custom functions whose backward is JS),
 // and process-wide settings (allocator policy, threads, seed).
 #include "handle.h"
+#include "lifeline.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/Parallel.h>
@@ -1122,6 +1123,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("emptyCache", Napi::Function::New(env, plsc::EmptyCache));
   exports.Set("config", Napi::Function::New(env, plsc::Config));
   plsc::initC10d(env, exports);
+  plsc::initLifeline(env, exports);
   return exports;
 }
 

@@ -1,6 +1,7 @@
 // What every `plsc` command shares: strict option parsing with -h/--help, typed flag values, and the
 // exit codes (0 done, 1 failed, 2 usage error).
 import { parseArgs } from 'node:util';
+import { describeFailure } from '../distributed/fault-report.js';
 
 /** A problem with the command line (a missing, unknown or malformed option): exit code 2. */
 export class UsageError extends Error {
@@ -82,7 +83,7 @@ export async function runCommand<T extends OptionConfigs>(
       io.stderr.write(`plsc ${spec.name}: ${message}\n${error.showUsage ? `\n${spec.usage}\n` : ''}`);
       return 2;
     }
-    io.stderr.write(`plsc ${spec.name}: ${message}\n`);
+    io.stderr.write(`${describeFailure(`plsc ${spec.name}`, error)}\n`);
     return 1;
   }
 }

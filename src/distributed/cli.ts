@@ -2,21 +2,37 @@
 // Neither loads libtorch in this process (the workers do).
 import { LAUNCH_USAGE, describeOutcome, launch, parseLaunchArgs, validateLaunchOptions, type LaunchResult } from './launcher.js';
 import { benchSizes, parseBytes, runCommBench, type CommBenchConfig, type CommBenchOp, type CommBenchRecord } from './bench-comm.js';
+import { join } from 'node:path';
 import { withStopSignals } from '../cli/signals.js';
 
 /** The launcher's closing report, or null when every worker succeeded. */
 export function launchReport(result: LaunchResult): string | null {
+  const logs = result.logDir !== null ? `; each rank's full output: ${join(result.logDir, 'rank-R.log')}` : '';
   if (result.aborted !== null) {
     return `plsc launch: received ${result.aborted}; stopped all ${result.workers.length} workers`;
   }
+  const stopped = result.workers.filter((w) => w.stoppedByLauncher).map((w) => w.rank);
+  const stoppedText = stopped.length > 0 ? `; stopped rank${stopped.length > 1 ? 's' : ''} ${stopped.join(', ')}` : '';
+  const grace = result.exitGrace;
+  if (grace !== null) {
+    const still = grace.stillRunning;
+    return (
+      `plsc launch: rank${still.length > 1 ? 's' : ''} ${still.join(', ')} still running ${grace.graceMs / 1000} s after rank ${grace.finishedRank} ` +
+      `exited with code 0 (--exit-grace); stopped them; exiting with code ${result.exitCode}${logs}`
+    );
+  }
   const f = result.failure;
   if (f === null) return null;
-  const stopped = result.workers.filter((w) => w.stoppedByLauncher).map((w) => w.rank);
-  return (
-    `plsc launch: rank ${f.rank} (local rank ${f.localRank}${f.pid !== undefined ? `, pid ${f.pid}` : ''}) ${describeOutcome(f)}` +
-    (stopped.length > 0 ? `; stopped rank${stopped.length > 1 ? 's' : ''} ${stopped.join(', ')}` : '') +
-    `; exiting with code ${result.exitCode}`
-  );
+  const how = `rank ${f.rank} (local rank ${f.localRank}${f.pid !== undefined ? `, pid ${f.pid}` : ''}) ${describeOutcome(f)}`;
+  const blame = result.blame;
+  if (blame !== null && !blame.ranks.includes(f.rank)) {
+    const ranks = blame.ranks.join(', ');
+    return (
+      `plsc launch: rank${blame.ranks.length > 1 ? 's' : ''} ${ranks} failed first: ${blame.ranks.length > 1 ? 'they' : 'it'} ${blame.what} ` +
+      `(reported by rank ${f.rank}, which ${describeOutcome(f)})${stoppedText}; exiting with code ${result.exitCode}${logs}`
+    );
+  }
+  return `plsc launch: ${how}${stoppedText}; exiting with code ${result.exitCode}${logs}`;
 }
 
 /** `plsc launch --nproc-per-node N [...] -- CMD ARGS...` */

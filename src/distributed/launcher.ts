@@ -3,11 +3,14 @@
 // get SIGTERM, then SIGKILL after a grace period, and the launch reports which rank failed and how.
 // Pure Node: the launcher never loads libtorch.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, distributedEnvVars, validatePort } from './env.js';
+import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, LAUNCHER_PID_VAR, distributedEnvVars, validatePort } from './env.js';
+import { blameIn, isStackFrame, type Blame } from './fault-report.js';
 
 export interface LaunchOptions {
   /** Workers on this node. */
@@ -27,6 +30,17 @@ export interface LaunchOptions {
   env?: Readonly<Record<string, string>>;
   /** Time between SIGTERM and SIGKILL when stopping workers (default 5000 ms). */
   gracePeriodMs?: number;
+  /**
+   * How long the other workers may keep running once one has exited with 0 (default 300 s): then
+   * they are stopped and the launch fails, naming them.
+   */
+  exitGraceMs?: number;
+  /**
+   * Directory for each worker's complete output (`rank-R.log`, stack traces included). Default: a
+   * new `plsc-launch-*` directory under the OS temp dir, removed when every worker succeeded.
+   * null: no logs.
+   */
+  logDir?: string | null;
   /** Receives every output line of every worker (default: printed with a `[rank R]` prefix). */
   onOutput?: (line: WorkerOutputLine) => void;
   /** Aborting stops all workers (forwarding the abort reason when it is a signal name). */
@@ -51,6 +65,14 @@ export interface WorkerOutcome {
   spawnError?: string;
 }
 
+export interface ExitGraceExpiry {
+  /** The worker that exited with 0 first. */
+  finishedRank: number;
+  /** Workers still running when the grace period ran out (they were stopped). */
+  stillRunning: number[];
+  graceMs: number;
+}
+
 export interface LaunchResult {
   /** The exit code `plsc launch` returns: 0, the failed worker's code, or 128 + signal number. */
   exitCode: number;
@@ -61,6 +83,15 @@ export interface LaunchResult {
   workers: WorkerOutcome[];
   masterAddr: string;
   masterPort: number;
+  /**
+   * The rank(s) the failed worker's last error names as the cause (a collective they never arrived
+   * at, a store host not responding): they failed first, even though another worker exited first.
+   */
+  blame: Blame | null;
+  /** Set when workers were stopped because they outlived --exit-grace after another one finished. */
+  exitGrace: ExitGraceExpiry | null;
+  /** Where each worker's complete output is (kept after a failure), or null. */
+  logDir: string | null;
 }
 
 /** How a worker ended, in words: "exited with code 3", "was killed by signal SIGKILL". */
@@ -99,20 +130,31 @@ function threadsPerWorker(nproc: number): string {
 }
 
 /** Checks launch options; throws an error naming the flag. */
-export function validateLaunchOptions(options: LaunchOptions): Required<Pick<LaunchOptions, 'nnodes' | 'nodeRank' | 'gracePeriodMs'>> {
+export function validateLaunchOptions(options: LaunchOptions): Required<Pick<LaunchOptions, 'nnodes' | 'nodeRank' | 'gracePeriodMs' | 'exitGraceMs'>> {
   const { nprocPerNode } = options;
   const nnodes = options.nnodes ?? 1;
   const nodeRank = options.nodeRank ?? 0;
   const gracePeriodMs = options.gracePeriodMs ?? 5000;
+  const exitGraceMs = options.exitGraceMs ?? DEFAULT_EXIT_GRACE_MS;
   if (!Number.isInteger(nprocPerNode) || nprocPerNode < 1) throw new Error(`--nproc-per-node must be a positive integer, got ${nprocPerNode}`);
   if (!Number.isInteger(nnodes) || nnodes < 1) throw new Error(`--nnodes must be a positive integer, got ${nnodes}`);
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
     throw new Error(`--node-rank must be an integer in [0, ${nnodes}), got ${nodeRank}`);
   }
   if (!(gracePeriodMs >= 0)) throw new Error(`grace period must be >= 0 ms, got ${gracePeriodMs}`);
+  if (!(exitGraceMs >= 0)) throw new Error(`--exit-grace must be >= 0 seconds, got ${exitGraceMs / 1000}`);
   if (options.masterPort !== undefined) validatePort(options.masterPort, '--master-port');
   if (options.command.length === 0) throw new Error('no command to launch (put it after --)');
-  return { nnodes, nodeRank, gracePeriodMs };
+  return { nnodes, nodeRank, gracePeriodMs, exitGraceMs };
+}
+
+/** How long the others may run on after one worker exited with 0, unless --exit-grace says otherwise. */
+export const DEFAULT_EXIT_GRACE_MS = 300_000;
+
+/** The warning printed when more workers than cores are started on this node, or null. */
+export function oversubscriptionWarning(nprocPerNode: number, cores: number = cpus().length): string | null {
+  if (nprocPerNode <= cores) return null;
+  return `plsc launch: warning: ${nprocPerNode} workers on ${cores} core${cores === 1 ? '' : 's'}: they will share the CPU and run far slower than ${cores} would (use --nproc-per-node ${cores} or fewer)`;
 }
 
 function defaultOutput(line: WorkerOutputLine): void {
@@ -125,8 +167,14 @@ function defaultOutput(line: WorkerOutputLine): void {
  * worker's failure: the result says who failed and how.
  */
 export async function launch(options: LaunchOptions): Promise<LaunchResult> {
-  const { nnodes, nodeRank, gracePeriodMs } = validateLaunchOptions(options);
+  const { nnodes, nodeRank, gracePeriodMs, exitGraceMs } = validateLaunchOptions(options);
   const nproc = options.nprocPerNode;
+  const warning = oversubscriptionWarning(nproc);
+  if (warning !== null) process.stderr.write(`${warning}\n`);
+  const defaultLogDir = options.logDir === undefined;
+  const logDir: string | null = defaultLogDir ? mkdtempSync(join(tmpdir(), 'plsc-launch-')) : (options.logDir ?? null);
+  if (logDir !== null && !defaultLogDir) mkdirSync(logDir, { recursive: true });
+  const showTraces = process.env.PLSC_DEBUG === '1';
   const worldSize = nnodes * nproc;
   const masterAddr = options.masterAddr ?? DEFAULT_MASTER_ADDR;
   const masterPort = options.masterPort ?? (nnodes === 1 ? await findFreePort(masterAddr) : DEFAULT_MASTER_PORT);
@@ -139,6 +187,11 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   let aborted: NodeJS.Signals | null = null;
   let stopping = false;
   let killTimer: NodeJS.Timeout | null = null;
+  let exitGraceTimer: NodeJS.Timeout | null = null;
+  let exitGrace: ExitGraceExpiry | null = null;
+  const logs: WriteStream[] = [];
+  // Per rank: the ranks its latest error line names as the cause.
+  const blames = new Map<number, Blame>();
 
   const signalGroup = (outcome: WorkerOutcome, signal: NodeJS.Signals): void => {
     if (outcome.pid === undefined) return;
@@ -159,13 +212,29 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   const stopAll = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
+    if (exitGraceTimer !== null) clearTimeout(exitGraceTimer);
     for (const w of running()) {
       w.outcome.stoppedByLauncher = true;
       signalGroup(w.outcome, signal);
+      // A stopped (SIGSTOP'd, frozen) worker only acts on the signal once continued.
+      signalGroup(w.outcome, 'SIGCONT');
     }
+    // SIGINT asks workers to finish their step and save a checkpoint: no deadline (a second
+    // SIGINT to the launcher ends everything at once).
+    if (signal === 'SIGINT') return;
     killTimer = setTimeout(() => {
       for (const w of running()) signalGroup(w.outcome, 'SIGKILL');
     }, gracePeriodMs);
+  };
+
+  const startExitGrace = (finished: WorkerOutcome): void => {
+    if (exitGraceTimer !== null || stopping) return;
+    exitGraceTimer = setTimeout(() => {
+      const stillRunning = running().map((w) => w.outcome.rank);
+      if (stillRunning.length === 0 || stopping) return;
+      exitGrace = { finishedRank: finished.rank, stillRunning, graceMs: exitGraceMs };
+      stopAll('SIGTERM');
+    }, exitGraceMs);
   };
 
   const onAbort = (): void => {
@@ -183,26 +252,37 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
       ...options.env,
       ...distributedEnvVars({ rank, worldSize, localRank, localWorldSize: nproc, groupRank: nodeRank, masterAddr, masterPort }),
       GROUP_WORLD_SIZE: String(nnodes),
-      PLSC_LAUNCHER_PID: String(process.pid),
+      [LAUNCHER_PID_VAR]: String(process.pid),
     };
     if (!userSetThreads && options.env?.PLSC_NUM_THREADS === undefined) env.PLSC_NUM_THREADS = threadsPerWorker(nproc);
     const outcome: WorkerOutcome = { rank, localRank, pid: undefined, exitCode: null, signal: null, stoppedByLauncher: false };
     const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     outcome.pid = child.pid;
+    const log = logDir === null ? null : createWriteStream(join(logDir, `rank-${rank}.log`));
+    log?.on('error', () => undefined);
+    if (log !== null) logs.push(log);
     const streamsClosed: Promise<void>[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
       const source = child[stream];
       if (source === null) continue;
       const lines = createInterface({ input: source, crlfDelay: Infinity });
-      lines.on('line', (text) => onOutput({ rank, stream, text }));
+      lines.on('line', (text) => {
+        log?.write(`${stream === 'stderr' ? 'E ' : '  '}${text}\n`);
+        const blame = blameIn(text, rank);
+        if (blame !== null) blames.set(rank, blame);
+        // Stack traces go to the log file only (to the terminal too with PLSC_DEBUG=1).
+        if (showTraces || logDir === null || !isStackFrame(text)) onOutput({ rank, stream, text });
+      });
       streamsClosed.push(new Promise((resolve) => lines.once('close', () => resolve())));
     }
     const exited = new Promise<void>((resolve) => {
       const finish = (): void => {
         const failed = outcome.spawnError !== undefined || outcome.signal !== null || (outcome.exitCode ?? 0) !== 0;
-        if (failed && !outcome.stoppedByLauncher && failure === null && aborted === null) {
+        if (failed && !outcome.stoppedByLauncher && failure === null && aborted === null && exitGrace === null) {
           failure = outcome;
           stopAll('SIGTERM');
+        } else if (!failed) {
+          startExitGrace(outcome);
         }
         resolve();
       };
@@ -227,17 +307,26 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
 
   await Promise.all(workers.map((w) => w.done));
   if (killTimer !== null) clearTimeout(killTimer);
+  if (exitGraceTimer !== null) clearTimeout(exitGraceTimer);
   options.signal?.removeEventListener('abort', onAbort);
+  const graceExpired = exitGrace as ExitGraceExpiry | null;
   // Anything a worker left in its process group (it exited, its children may not have).
-  if (failure !== null || aborted !== null) for (const w of workers) signalGroup(w.outcome, 'SIGKILL');
+  if (failure !== null || aborted !== null || graceExpired !== null) for (const w of workers) signalGroup(w.outcome, 'SIGKILL');
+  await Promise.all(logs.map((log) => new Promise<void>((resolve) => log.end(() => resolve()))));
 
   const failed = failure as WorkerOutcome | null;
   let exitCode = 0;
   if (aborted !== null) exitCode = 128 + signalNumber(aborted);
   else if (failed !== null) {
     exitCode = failed.signal !== null ? 128 + signalNumber(failed.signal) : failed.exitCode && failed.exitCode > 0 ? failed.exitCode : 1;
+  } else if (graceExpired !== null) exitCode = 1;
+  const blame = failed !== null ? (blames.get(failed.rank) ?? null) : null;
+  let keptLogDir = logDir;
+  if (logDir !== null && defaultLogDir && exitCode === 0) {
+    rmSync(logDir, { recursive: true, force: true });
+    keptLogDir = null;
   }
-  return { exitCode, failure: failed, aborted, workers: workers.map((w) => w.outcome), masterAddr, masterPort };
+  return { exitCode, failure: failed, aborted, workers: workers.map((w) => w.outcome), masterAddr, masterPort, blame, exitGrace: graceExpired, logDir: keptLogDir };
 }
 
 export interface ParsedLaunchArgs extends LaunchOptions {
@@ -245,12 +334,17 @@ export interface ParsedLaunchArgs extends LaunchOptions {
 }
 
 export const LAUNCH_USAGE = `usage: plsc launch --nproc-per-node N [--nnodes M --node-rank K] [--master-addr A] [--master-port P]
-                   [--grace-period-ms MS] -- CMD [ARGS...]
+                   [--grace-period-ms MS] [--exit-grace SECONDS] [--log-dir DIR] -- CMD [ARGS...]
 
 Starts N workers running CMD (a .js file runs under node) with RANK, WORLD_SIZE, LOCAL_RANK,
 LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT set as torchrun sets them. Worker
 output is prefixed with [rank R]. When a worker fails, the others are stopped (SIGTERM, then
-SIGKILL after the grace period) and the launch exits non-zero naming the rank.
+SIGKILL after the grace period) and the launch exits non-zero naming the rank that failed first.
+Each worker's complete output, stack traces included, goes to DIR/rank-R.log (default: a new
+plsc-launch-* directory in the temp dir, kept only when the launch fails); the terminal shows
+traces only with PLSC_DEBUG=1. Once a worker has exited with 0, the others get --exit-grace
+seconds (default 300) to finish before they are stopped. A first Ctrl-C is passed on to the
+workers (plsc train saves a checkpoint and exits 130); a second one ends everything at once.
 Single node: the master port defaults to a free port. Several nodes: run one launcher per node
 with the same --nnodes, --master-addr and --master-port (default 29500) and its own --node-rank.`;
 
@@ -298,6 +392,13 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
         break;
       case '--grace-period-ms':
         parsed.gracePeriodMs = takeInteger(flag, value);
+        break;
+      case '--exit-grace':
+        parsed.exitGraceMs = takeInteger(flag, value) * 1000;
+        break;
+      case '--log-dir':
+        if (value === undefined || value === '') throw new Error(`${flag} needs a directory`);
+        parsed.logDir = value;
         break;
       default:
         throw new Error(`unknown option ${flag}\n\n${LAUNCH_USAGE}`);

@@ -5,6 +5,7 @@ import { Tensor } from '../torch/tensor.js';
 import * as ops from '../torch/ops.js';
 import { readDistributedEnv, readMillisecondsEnv, validatePort } from './env.js';
 import { Work, type NativeWorkHandle } from './work.js';
+import { watchLauncher } from './lifeline.js';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 export type Backend = 'gloo' | 'nccl' | 'local';
@@ -242,26 +243,6 @@ export function availableBackends(): string[] {
   return ['local', ...c10d.c10dBackends()];
 }
 
-let watchdog: NodeJS.Timeout | null = null;
-
-// A worker started by `plsc launch` exits when its launcher is gone (e.g. killed with SIGKILL),
-// instead of waiting for a collective timeout.
-function watchLauncher(): void {
-  const pid = Number(process.env.PLSC_LAUNCHER_PID ?? '');
-  if (watchdog !== null || !Number.isInteger(pid) || pid <= 1) return;
-  watchdog = setInterval(() => {
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') {
-        console.error(`plsc: the launcher (pid ${pid}) is gone; exiting`);
-        process.exit(1);
-      }
-    }
-  }, 1000);
-  watchdog.unref();
-}
-
 /**
  * Joins the job: reads RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT (as set by `plsc launch`,
  * torchrun, or a Kubernetes / Slurm script), or takes them from `options`. Rank 0 hosts the
@@ -273,6 +254,8 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
   if (options.setDefault !== false && defaultGroup !== null) {
     throw new Error('initProcessGroup: a default process group exists already (call destroyProcessGroup() first)');
   }
+  // A worker of plsc launch dies with it, whatever this process is doing when that happens.
+  watchLauncher();
   const place = readDistributedEnv();
   const worldSize = options.worldSize ?? place?.worldSize ?? 1;
   const rank = options.rank ?? place?.rank ?? 0;
@@ -319,7 +302,6 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
       ...(glooInterface ? { glooInterface } : {}),
     });
     group = ProcessGroup.fromNative(nativeGroup);
-    watchLauncher();
   }
   if (options.setDefault !== false) {
     if (defaultGroup !== null) {

@@ -81,12 +81,20 @@ export async function trainCommand(argv: string[]): Promise<number> {
       throw new UsageError(error instanceof Error ? error.message : String(error), false);
     }
 
-    const { summarize, trainInLocalWorkers } = await import('./entry.js');
+    const { summarize, trainInLocalWorkers, TrainingStopped } = await import('./entry.js');
     let summary: TrainSummary;
     let printReport = true;
     if (env === null && config.workers > 1) {
-      summary = await withStopSignals((signal) => trainInLocalWorkers(config, { signal }));
+      try {
+        summary = await withStopSignals((signal) => trainInLocalWorkers(config, { signal }));
+      } catch (error) {
+        // The same exit code as plsc launch: 130 after Ctrl-C.
+        if (!(error instanceof TrainingStopped)) throw error;
+        console.error(`plsc train: ${error.message}`);
+        return error.exitCode;
+      }
     } else {
+      if (env !== null) (await import('../distributed/lifeline.js')).watchLauncher();
       if (env !== null && nproc !== undefined && nproc !== env.worldSize && env.rank === 0) {
         console.error(`plsc train: --nproc ${nproc} ignored: this process is rank ${env.rank} of ${env.worldSize} started by a launcher`);
       }
@@ -100,6 +108,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
       printReport = summary.rank === 0;
     }
     if (printReport) for (const line of trainingReport(summary, config)) console.log(line);
+    if (summary.interrupted) {
+      if (printReport) console.error(`plsc train: interrupted by SIGINT after step ${summary.finalStep}; resume with --set resume=latest`);
+      return 130;
+    }
     return 0;
   });
 }

@@ -74,6 +74,8 @@ export interface TrainConfig {
   badSamples: 'fail' | 'skip';
   /** With badSamples 'skip': the run stops once more than this fraction of a worker's epoch is bad. */
   maxBadSampleFraction: number;
+  /** Seconds without a finished step (or checkpoint, or validation) after which the run fails; 0: never. */
+  stallTimeout: number;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -114,6 +116,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   prefetchBatches: 2,
   badSamples: 'skip',
   maxBadSampleFraction: 0.001,
+  stallTimeout: 1800,
 };
 
 export class ConfigError extends Error {
@@ -221,6 +224,7 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
     if (typeof v !== 'number' || !(v >= 0 && v <= 1)) throw new ConfigError(f, `must be a fraction in [0, 1], got ${JSON.stringify(v)}`);
     return v;
   },
+  stallTimeout: nonNegativeNumber,
 };
 
 /** The keys each dataset type takes (besides `type`). */

@@ -158,6 +158,10 @@ export class Entry {
   setMaxBadSampleFraction(fraction: number): this {
     return this.set('maxBadSampleFraction', fraction);
   }
+  /** Seconds without a finished step after which training fails (0: never). */
+  setStallTimeout(seconds: number): this {
+    return this.set('stallTimeout', seconds);
+  }
 
   /** The complete, validated configuration. */
   config(): TrainConfig {
@@ -231,6 +235,17 @@ export class Entry {
   }
 }
 
+/** Local workers were stopped by a signal to this process (`exitCode`: 128 + its number, 130 for SIGINT). */
+export class TrainingStopped extends Error {
+  constructor(
+    readonly signal: NodeJS.Signals,
+    readonly exitCode: number,
+  ) {
+    super(`training stopped by ${signal}${signal === 'SIGINT' ? ' (the workers saved a checkpoint of their last step)' : ''}`);
+    this.name = 'TrainingStopped';
+  }
+}
+
 export interface LocalWorkersOptions {
   /** Receives every output line of every worker (default: printed with a `[rank R]` prefix). */
   onOutput?: LaunchOptions['onOutput'];
@@ -257,7 +272,7 @@ export async function trainInLocalWorkers(config: TrainConfig, options: LocalWor
       ...(options.onOutput ? { onOutput: options.onOutput } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    if (outcome.aborted !== null) throw new Error(`training stopped by ${outcome.aborted}`);
+    if (outcome.aborted !== null) throw new TrainingStopped(outcome.aborted, outcome.exitCode);
     if (outcome.exitCode !== 0) {
       const failure = outcome.failure;
       throw new Error(`training failed${failure ? ` on rank ${failure.rank} (exit ${failure.exitCode ?? failure.signal})` : ''}`);

@@ -35,6 +35,7 @@ import type { DirectoryLock } from './checkpoint-lock.js';
 import { loadVerifiedCheckpointFile } from './checkpoint-integrity.js';
 import { withDiskErrors } from './disk.js';
 import { collapsedEmbeddingsWarning } from '../eval/collapse.js';
+import { RunGuard } from './run-guard.js';
 
 export interface PhaseTimes {
   data: number;
@@ -62,6 +63,8 @@ export interface TrainResult {
   phases: PhaseTimes;
   /** Samples this worker skipped because they could not be read or decoded, and the first few. */
   badSamples: { skipped: number; first: BadSampleReport[] };
+  /** Stopped early by SIGINT: a checkpoint of the last step was saved, the final model was not. */
+  interrupted: boolean;
 }
 
 export interface TrainOptions {
@@ -317,13 +320,19 @@ export class Trainer {
     return { ...result, phases };
   }
 
-  /** Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. */
+  /**
+   * Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. Fails when
+   * no step finishes for config.stallTimeout seconds; a first SIGINT stops after the current step
+   * with a checkpoint (result.interrupted), a second exits the process at once.
+   */
   async train(options: TrainOptions = {}): Promise<TrainResult> {
     // Every rank calls this (the claim is collective); the directories are released when the run ends, however it ends.
     this.outputLocks ??= claimOutputDirectories(this.config, this.group);
+    const guard = new RunGuard(this.group, this.config.stallTimeout);
     try {
-      return await this.runTraining(options);
+      return await this.trainGuarded(options, guard);
     } finally {
+      guard.dispose();
       this.releaseOutputLocks();
     }
   }
@@ -333,7 +342,7 @@ export class Trainer {
     this.outputLocks = null;
   }
 
-  private async runTraining(options: TrainOptions): Promise<TrainResult> {
+  private async trainGuarded(options: TrainOptions, guard: RunGuard): Promise<TrainResult> {
     const config = this.config;
     const rank = this.group.rank;
     const outputDir = config.modelSaveDir;
@@ -374,8 +383,9 @@ export class Trainer {
       print: warn,
     });
     this.badSampleMonitor = badSamples;
+    let interrupted = false;
 
-    while (this.step < stopAt) {
+    while (this.step < stopAt && !interrupted) {
       const epoch = this.loader.state.epoch;
       let dataStart = performance.now();
       for await (const batch of this.loader) {
@@ -403,12 +413,19 @@ export class Trainer {
           validation = await this.validate(progress);
           lastValidationStep = this.step;
         }
+        guard.progress(this.step);
+        // (Every rank has the same step and stopAt, so all of them take part in stopRequested.)
+        if (this.step < stopAt && guard.stopRequested()) {
+          interrupted = true;
+          progress?.log(`interrupted: stopping after step ${this.step}`);
+          break;
+        }
         if (this.step >= stopAt) break;
         dataStart = performance.now();
       }
       this.reportBadSamples(badSamples, epoch, progress);
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
-      if (epochDone && this.step < stopAt) {
+      if (epochDone && this.step < stopAt && !interrupted) {
         if (!options.noCheckpoints && config.checkpointPeriod === 0) lastCheckpoint = this.saveCheckpoint(epoch);
         if (shouldValidate() && config.testPeriod === 0) {
           validation = await this.validate(progress);
@@ -427,14 +444,18 @@ export class Trainer {
     const elapsed = (performance.now() - started) / 1000;
     let modelPath: string | null = null;
     let reportPath: string | null = null;
+    guard.progress(this.step);
     if (rank === 0) {
       mkdirSync(outputDir, { recursive: true });
-      modelPath = join(outputDir, 'backbone.safetensors');
-      tidy(() =>
-        withDiskErrors(modelPath as string, 'write the trained model', () =>
-          saveSafetensors(modelPath as string, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
-        ),
-      );
+      if (!interrupted) modelPath = join(outputDir, 'backbone.safetensors');
+      if (modelPath !== null) {
+        const path = modelPath;
+        tidy(() =>
+          withDiskErrors(path, 'write the trained model', () =>
+            saveSafetensors(path, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
+          ),
+        );
+      }
       progress?.finish();
       if (metricsPath && existsSync(metricsPath)) reportPath = await writeTrainingReport(metricsPath, join(outputDir, 'training-report.html'));
     }
@@ -461,6 +482,7 @@ export class Trainer {
         optimizer: mean(totals.optimizer),
       },
       badSamples: badSamples.totals,
+      interrupted,
     };
   }
 
