@@ -5,7 +5,7 @@
  * top-k, ties to the lower class id). Centres arrive block by block (a checkpoint's FC shards read
  * from disk, a training worker's shard), so the whole matrix is never in one buffer.
  */
-import { computeInverseNorms } from '../serve/centers.js';
+import { computeInverseNorms, type ClassMatch } from '../serve/centers.js';
 import { CenterBlockSearch } from '../serve/center-search.js';
 import type { SampleSource } from '../data/source.js';
 import { BadSampleError } from '../data/source.js';
@@ -110,26 +110,40 @@ export function mostConfusedPairs(result: ClassificationResult, limit: number): 
 }
 
 /**
- * Ranks `k` classes for every query against centres that arrive block by block (the /v1/classify
- * search: cosine of the normalized query to each centre row). `dim` is the embedding width.
+ * The `k` best classes of every query against centres that arrive block by block (the /v1/classify
+ * search: cosine of the normalized query to each centre row), best first, ties to the lower class.
+ * The blocks must cover classes firstClass..firstClass+classes-1 in order (firstClass defaults to 0;
+ * a training worker passes its shard's offset). With fewer than k classes, each list has `classes` entries.
  */
-export async function rankClassesByCenters(queries: readonly Float32Array[], centers: Iterable<CenterRows> | AsyncIterable<CenterRows>, options: { dim: number; k: number; classes: number }): Promise<number[][]> {
+export async function rankClassesByCenters(
+  queries: readonly Float32Array[],
+  centers: Iterable<CenterRows> | AsyncIterable<CenterRows>,
+  options: { dim: number; k: number; classes: number; firstClass?: number },
+): Promise<ClassMatch[][]> {
   const { dim, k, classes } = options;
-  if (k > classes) throw new RangeError(`k ${k} is larger than the ${classes} classes`);
+  const firstClass = options.firstClass ?? 0;
   const search = await CenterBlockSearch.create(dim, 'float32');
   try {
     const state = search.start(queries, k);
-    let seen = 0;
+    let next = firstClass;
     for await (const block of centers) {
-      if (block.first !== seen) throw new Error(`class centres: a block starts at class ${block.first}, expected ${seen}`);
+      if (block.first !== next) throw new Error(`class centres: a block starts at class ${block.first}, expected ${next}`);
       await search.fold(state, { first: block.first, count: block.count, rows: block.rows, inverseNorms: computeInverseNorms(block.rows, block.count, dim) });
-      seen += block.count;
+      next += block.count;
     }
-    if (seen !== classes) throw new Error(`class centres: ${seen} rows arrived, expected ${classes}`);
-    return state.heaps.map((heap) => heap.result().map((match) => match.index));
+    if (next - firstClass !== classes) throw new Error(`class centres: ${next - firstClass} rows arrived, expected ${classes}`);
+    return state.heaps.map((heap) => heap.result());
   } finally {
     await search.release();
   }
+}
+
+/** Ranks the k best classes of each query, best first. */
+export type ClassRanker = (queries: readonly Float32Array[], k: number) => Promise<number[][]>;
+
+/** A ranker over all `classes` centres, re-read from `centers` for every group of queries. */
+export function centerRanker(centers: CenterRowsProvider, options: { dim: number; classes: number }): ClassRanker {
+  return async (queries, k) => (await rankClassesByCenters(queries, centers(), { ...options, k })).map((matches) => matches.map((match) => match.index));
 }
 
 export interface ClassifyDatasetOptions {
@@ -148,7 +162,7 @@ export interface ClassifyDatasetOptions {
 }
 
 /** Top-1 / top-5, per-class accuracy and the confusion matrix of a labelled dataset. */
-export async function classifyDataset(source: SampleSource, embed: EmbedFunction, centers: CenterRowsProvider, options: ClassifyDatasetOptions): Promise<ClassificationResult> {
+export async function classifyDataset(source: SampleSource, embed: EmbedFunction, rank: ClassRanker, options: ClassifyDatasetOptions): Promise<ClassificationResult> {
   const { classes, dim } = options;
   const [height, width] = options.imageSize;
   const name = options.datasetName ?? 'dataset';
@@ -175,7 +189,7 @@ export async function classifyDataset(source: SampleSource, embed: EmbedFunction
     const { original } = await embedLoadedImages(count, load, embed, { height, width, flip: false, ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}) });
     if (original.dim !== dim) throw new Error(`${name}: the model embeds to ${original.dim} values, the class centres have ${dim}`);
     const queries = Array.from({ length: count }, (_, i) => original.data.subarray(i * dim, (i + 1) * dim));
-    const ranked = await rankClassesByCenters(queries, centers(), { dim, k, classes });
+    const ranked = await rank(queries, k);
     ranked.forEach((classesRanked, i) => tally.add(source.label(start + i), classesRanked));
   }
   return tally.result();

@@ -173,7 +173,7 @@ const DATASET_FORMATS = ['list', 'rec', 'folder', 'base64'] as const;
 
 async function runClassification(io: EvalCommandIO, json: boolean, model: LoadedBackbone, data: string, format: string | undefined, batchSize: number | undefined): Promise<void> {
   if (format !== undefined && !(DATASET_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DATASET_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
-  const [{ openTrainingData }, { readMeta }, { checkpointCenterRows }, { classifyDataset }, { classificationJson, formatClassification }, { backboneEmbedFunction }] = await Promise.all([
+  const [{ openTrainingData }, { readMeta }, { checkpointCenterRows }, { centerRanker, classifyDataset }, { classificationJson, formatClassification }, { backboneEmbedFunction }] = await Promise.all([
     import('../train/trainer.js'),
     import('../train/checkpoint.js'),
     import('../serve/checkpoint-centers.js'),
@@ -185,7 +185,8 @@ async function runClassification(io: EvalCommandIO, json: boolean, model: Loaded
   const meta = readMeta(checkpointDir);
   const source = await openTrainingData(format === undefined ? { type: 'auto', path: data } : { type: format as (typeof DATASET_FORMATS)[number], path: data }, model.imageSize[0]);
   try {
-    const result = await classifyDataset(source, backboneEmbedFunction(model.backbone), () => checkpointCenterRows(checkpointDir, meta), {
+    const ranker = centerRanker(() => checkpointCenterRows(checkpointDir, meta), { dim: meta.embeddingSize, classes: meta.numClasses });
+    const result = await classifyDataset(source, backboneEmbedFunction(model.backbone), ranker, {
       classes: meta.numClasses,
       dim: meta.embeddingSize,
       imageSize: model.imageSize,

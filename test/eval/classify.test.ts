@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { evalCommand } from '../../src/eval/cli.js';
-import { ClassificationTally, classifyDataset, mostConfusedPairs, type ClassificationResult } from '../../src/eval/classify.js';
+import { ClassificationTally, centerRanker, classifyDataset, mostConfusedPairs, type ClassificationResult } from '../../src/eval/classify.js';
 import { formatClassification } from '../../src/eval/classify-report.js';
 import { SyntheticFaces } from '../../src/data/synthetic.js';
 import { decodeToRgb, encodeRgb } from '../../src/data/image.js';
@@ -152,7 +152,8 @@ test('classifyDataset equals the brute-force ranking for checkpoints in 1, 2 and
     const ckpt = join(dir, name);
     const meta = readMeta(ckpt);
     for (const queriesPerPass of [1000, 5]) {
-      const result = await classifyDataset(source, backboneEmbedFunction(model), () => checkpointCenterRows(ckpt, meta, { chunkRows: 2 }), {
+      const ranker = centerRanker(() => checkpointCenterRows(ckpt, meta, { chunkRows: 2 }), { dim: EMB, classes: meta.numClasses });
+      const result = await classifyDataset(source, backboneEmbedFunction(model), ranker, {
         classes: meta.numClasses,
         dim: EMB,
         imageSize: [SIZE, SIZE],
