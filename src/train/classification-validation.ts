@@ -1,8 +1,8 @@
 // Classification accuracy on labelled held-out datasets (`valDatasets`) during training, with the
-// head's live class centres and the search `plsc eval --classify` and /v1/classify use. Every
-// worker embeds the held-out images (the backbone replicas are identical) and ranks them against
-// its own FC shard; the per-shard top-k lists are all-gathered and merged, so no worker ever
-// holds the other shards.
+// head's live class centres and the search `plsc eval --classify` and /v1/classify use. Rank 0
+// embeds the held-out images (its backbone, batch-norm statistics included, is the one saved) and
+// broadcasts the embeddings; every worker ranks them against its own FC shard; the per-shard top-k
+// lists are all-gathered and merged, so no worker ever holds the other shards.
 import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { noGrad } from '../torch/autograd.js';
@@ -12,6 +12,7 @@ import { RunningTopK } from '../serve/centers.js';
 import { classifyDataset, rankClassesByCenters, type ClassRanker, type CenterRows, type ClassificationResult } from '../eval/classify.js';
 import type { Backbone } from '../models/index.js';
 import type { SampleSource } from '../data/source.js';
+import type { EmbedFunction } from '../eval/embed.js';
 import { openDataset } from '../data/convert.js';
 import { backboneEmbedFunction, backboneImageSize } from './validation.js';
 import type { ValDatasetSpec } from './config.js';
@@ -52,7 +53,8 @@ function* shardRows(centers: LocalCenters): Generator<CenterRows> {
  */
 export function shardedRanker(centers: LocalCenters, group: ProcessGroup): ClassRanker {
   const [rows, dim] = centers.weight.shape as [number, number];
-  return async (queries, k) => {
+  return async (ownQueries, k) => {
+    const queries = group.worldSize === 1 ? ownQueries : broadcastQueries(ownQueries, dim, group);
     const local = await rankClassesByCenters(queries, shardRows(centers), { dim, k: Math.min(k, rows), classes: rows, firstClass: centers.firstClass });
     if (group.worldSize === 1) return local.map((matches) => matches.map((match) => match.index));
     // [queries, k, (score, class)] in float64 (class ids are exact); -1 marks an empty slot.
@@ -80,6 +82,14 @@ export function shardedRanker(centers: LocalCenters, group: ProcessGroup): Class
   };
 }
 
+/** Rank 0's queries on every rank. */
+function broadcastQueries(queries: readonly Float32Array[], dim: number, group: ProcessGroup): Float32Array[] {
+  const packed = new Float32Array(queries.length * dim);
+  if (group.rank === 0) queries.forEach((query, q) => packed.set(query, q * dim));
+  const received = tidy(() => group.broadcast(F.fromTypedArray(packed, [queries.length, dim]), 0).wait().dataSync() as Float32Array);
+  return queries.map((_, q) => received.subarray(q * dim, (q + 1) * dim));
+}
+
 /** Opens a held-out dataset (format 'auto' is detected as for training data). */
 export async function openValDataset(spec: ValDatasetSpec, openAuto: (path: string) => Promise<SampleSource>): Promise<SampleSource> {
   return spec.format === 'auto' ? openAuto(spec.path) : openDataset(spec.format, spec.path);
@@ -98,7 +108,9 @@ export async function classifyValDataset(
   const wasTraining = backbone.training;
   backbone.eval();
   try {
-    const detail = await classifyDataset(source, backboneEmbedFunction(backbone), shardedRanker(centers, group), {
+    // Only rank 0's embeddings are used (shardedRanker broadcasts them): the others skip the forward pass.
+    const embed: EmbedFunction = group.rank === 0 ? backboneEmbedFunction(backbone) : (_batch, count) => new Float32Array(count * dim);
+    const detail = await classifyDataset(source, embed, shardedRanker(centers, group), {
       classes: centers.classes,
       dim,
       imageSize: backboneImageSize(backbone),
