@@ -362,6 +362,11 @@ export class Trainer {
         const stepStart = performance.now();
         const { loss, accuracy, phases } = this.trainStep(batch);
         const stepMs = performance.now() - stepStart;
+        phases.data = dataMs;
+        for (const key of Object.keys(totals) as (keyof PhaseTimes)[]) totals[key] += phases[key];
+        losses.push(loss);
+        if (!Number.isFinite(loss)) throw new Error(`step ${this.step}: the loss is ${loss} (diverged); lower the lr or check the data`);
+        imagesSeen += batch.labels.length * this.group.worldSize;
         // The first step (one-off allocations) stays out of the speed measurements.
         if (this.step - stepsAtStart > 1) meter.record(batch.labels.length * this.group.worldSize, (clock() - clockAtData) / 1000);
         if (budget !== null) {

@@ -81,6 +81,8 @@ test('trainTime: stops within one step of the budget with a final checkpoint, th
     const log = captureStream();
     const result = await trainer.train({ clock: () => trainer.step * 100, logStream: log.stream });
     assert.ok(Math.abs(result.finalStep - 20) <= 1, `stopped at step ${result.finalStep}`);
+    assert.equal(result.stepsRun, result.finalStep);
+    assert.equal(result.losses.length, result.finalStep);
     assert.equal(trainer.totalSteps, result.finalStep);
     assert.equal(trainer.lrAt(result.finalStep), 0);
     const baseLr = trainer.lrAt(0);
