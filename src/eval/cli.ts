@@ -13,11 +13,14 @@ export type EvalCommandIO = CommandIO;
 
 const EVAL_USAGE = `usage: plsc eval (--checkpoint DIR | --model FILE.safetensors) --bin lfw.bin [--bin ...] [options]
        plsc eval (--checkpoint DIR | --model FILE.safetensors) --identify --gallery LIST --probe LIST [options]
+       plsc eval --checkpoint DIR --classify --data DATASET [--format FORMAT] [options]
 
 Verification (LFW protocol, as insightface/PLSC): every image and its horizontal flip are embedded,
 summed and L2-normalized; 10 folds, thresholds 0..4 step 0.01; accuracy ± std over the folds, XNorm,
 VAL@FAR=1e-3. Identification: cosine similarity of flip-fused embeddings, rank-1 and rank-5 over the
-probes whose label occurs in the gallery.
+probes whose label occurs in the gallery. Classification: every image is ranked against the
+checkpoint's class centres exactly as plsc serve's /v1/classify does (cosine to the normalized
+centres, streamed from the FC shard files); top-1, top-5, per-class accuracy, confusion matrix.
 
 model (one of):
   --checkpoint DIR      a checkpoint step directory (step-00001200/) or a checkpoint root
@@ -37,6 +40,12 @@ identification:
   --gallery LIST        list file of gallery images ("path label" lines, paths relative to the list)
   --probe LIST          list file of probe images (same format; labels shared with the gallery)
   --gallery-chunk N     gallery rows per similarity block (default 4096)
+
+classification:
+  --classify            top-1/top-5 accuracy of a labelled dataset with the checkpoint's class centres
+  --data PATH           the dataset: a list file, a .rec, a folder of class folders, a base64
+                        file list, or a PLSC dataset folder (detected as plsc train does)
+  --format FORMAT       list | rec | folder | base64 (default: detected from PATH)
 
   --batch-size N        images per forward pass (default 64)
   --json                one JSON object per line instead of a table`;
@@ -164,6 +173,37 @@ async function runIdentification(
   if (result.probesWithoutMate > 0) io.stdout.write(`(${result.probesWithoutMate} probes have no gallery image of their identity and are not counted)\n`);
 }
 
+const DATASET_FORMATS = ['list', 'rec', 'folder', 'base64'] as const;
+
+async function runClassification(io: EvalCommandIO, json: boolean, model: LoadedBackbone, data: string, format: string | undefined, batchSize: number | undefined): Promise<void> {
+  if (format !== undefined && !(DATASET_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DATASET_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
+  const [{ openTrainingData }, { readMeta }, { checkpointCenterRows }, { centerRanker, classifyDataset }, { classificationJson, formatClassification }, { backboneEmbedFunction }] = await Promise.all([
+    import('../train/trainer.js'),
+    import('../train/checkpoint.js'),
+    import('../serve/checkpoint-centers.js'),
+    import('./classify.js'),
+    import('./classify-report.js'),
+    import('../train/validation.js'),
+  ]);
+  const checkpointDir = model.checkpointDir as string;
+  const meta = readMeta(checkpointDir);
+  const source = await openTrainingData(format === undefined ? { type: 'auto', path: data } : { type: format as (typeof DATASET_FORMATS)[number], path: data }, model.imageSize[0]);
+  try {
+    const ranker = centerRanker(() => checkpointCenterRows(checkpointDir, meta), { dim: meta.embeddingSize, classes: meta.numClasses });
+    const result = await classifyDataset(source, backboneEmbedFunction(model.backbone), ranker, {
+      classes: meta.numClasses,
+      dim: meta.embeddingSize,
+      imageSize: model.imageSize,
+      datasetName: data,
+      ...(batchSize !== undefined ? { batchSize } : {}),
+    });
+    if (json) io.stdout.write(`${JSON.stringify(classificationJson(result, data))}\n`);
+    else io.stdout.write(`${describeModel(model)}\n${formatClassification(result, data)}`);
+  } finally {
+    await source.close?.();
+  }
+}
+
 /** `plsc eval`. Returns 0 on success, 1 when evaluation fails, 2 on a usage error. */
 export async function evalCommand(argv: string[], io: EvalCommandIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const options = {
@@ -178,13 +218,21 @@ export async function evalCommand(argv: string[], io: EvalCommandIO = { stdout: 
     gallery: { type: 'string' },
     probe: { type: 'string' },
     'gallery-chunk': { type: 'string' },
+    classify: { type: 'boolean' },
+    data: { type: 'string' },
+    format: { type: 'string' },
     'batch-size': { type: 'string' },
     json: { type: 'boolean' },
   } as const;
   return runCommand({ name: 'eval', usage: EVAL_USAGE, options, io }, argv, async ({ values }) => {
     if ((values.checkpoint === undefined) === (values.model === undefined)) throw new UsageError('give exactly one of --checkpoint DIR and --model FILE');
     const bins = values.bin ?? [];
-    if (values.identify) {
+    if (!values.classify && (values.data !== undefined || values.format !== undefined)) throw new UsageError('--data/--format need --classify');
+    if (values.classify) {
+      if (values.checkpoint === undefined) throw new UsageError('--classify needs --checkpoint DIR (the class centres live in its FC shards)');
+      if (values.data === undefined) throw new UsageError('--classify needs --data DATASET');
+      if (bins.length > 0 || values.identify) throw new UsageError('--classify runs alone: not with --bin or --identify');
+    } else if (values.identify) {
       if (values.gallery === undefined || values.probe === undefined) throw new UsageError('--identify needs --gallery LIST and --probe LIST');
       if (bins.length > 0) throw new UsageError('--bin is for verification; run it separately from --identify');
     } else {
@@ -220,7 +268,8 @@ export async function evalCommand(argv: string[], io: EvalCommandIO = { stdout: 
       if (model.imageSizeAssumed) {
         io.stderr.write(`plsc eval: warning: ${model.weightsPath} records no input size; evaluating at ${model.imageSize.join('x')} (pass --image-size if the model was trained at another size)\n`);
       }
-      if (lists !== null) await runIdentification(io, json, model, lists[0], lists[1], settings);
+      if (values.classify) await runClassification(io, json, model, values.data as string, values.format, settings.batchSize);
+      else if (lists !== null) await runIdentification(io, json, model, lists[0], lists[1], settings);
       else await runVerification(io, json, model, targets, settings.batchSize);
       return 0;
     } finally {

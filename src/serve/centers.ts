@@ -98,7 +98,8 @@ export function classCentersFromArray(rows: Float32Array, count: number, dim: nu
   return { count, dim, dtype: 'float32', rows, inverseNorms: computeInverseNorms(rows, count, dim) };
 }
 
-function computeInverseNorms(rows: Float32Array | Uint16Array, count: number, dim: number): Float32Array {
+/** 1 / ||row|| of each row of a [count, dim] matrix (0 for zero rows). */
+export function computeInverseNorms(rows: Float32Array | Uint16Array, count: number, dim: number): Float32Array {
   const inverse = new Float32Array(count);
   const chunkRows = Math.max(1, Math.floor(65536 / dim));
   const scratch = rows instanceof Uint16Array ? new Float32Array(chunkRows * dim) : undefined;

@@ -66,19 +66,80 @@ function centersHeader(name: string, dtype: 'F32' | 'F16', count: number, dim: n
   return { bytes: out, dataBytes };
 }
 
+/** One block of a checkpoint's class centres: rows first..first+count-1, L2-normalized float32. */
+export interface CheckpointCenterRows {
+  first: number;
+  count: number;
+  /** Row-major [count, embeddingSize]. */
+  rows: Float32Array;
+  /** FC shard (rank) the rows come from. */
+  shard: number;
+}
+
+function checkCenterMeta(checkpointDir: string, meta: CheckpointMeta): void {
+  const { numClasses, embeddingSize, worldSize } = meta;
+  const metaFile = join(checkpointDir, 'meta.json');
+  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`${metaFile}: numClasses must be a positive integer, got ${String(numClasses)}`);
+  if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`${metaFile}: embeddingSize must be a positive integer, got ${String(embeddingSize)}`);
+  if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > numClasses) throw new Error(`${metaFile}: worldSize ${String(worldSize)} does not split ${numClasses} classes`);
+}
+
+/**
+ * The L2-normalized rows of the checkpoint's FC `weight`, all `meta.numClasses` classes in global
+ * order, read shard by shard and `chunkRows` rows at a time (memory stays at one block whatever
+ * the class count). Zero rows stay zero.
+ */
+export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMeta, options: { chunkRows?: number } = {}): Generator<CheckpointCenterRows> {
+  checkCenterMeta(checkpointDir, meta);
+  const { numClasses, embeddingSize, worldSize } = meta;
+  const chunkRows = options.chunkRows ?? Math.max(1, Math.floor(DEFAULT_CHUNK_BYTES / (embeddingSize * 4)));
+  if (!Number.isInteger(chunkRows) || chunkRows < 1) throw new Error(`checkpoint centres: chunkRows must be a positive integer, got ${chunkRows}`);
+  let first = 0;
+  for (let rank = 0; rank < worldSize; rank++) {
+    const layout = shardLayout(numClasses, worldSize, rank);
+    const file = join(checkpointDir, shardFileName(rank, worldSize));
+    const entry = readSafetensorsHeader(file);
+    const weight = entry.entries.find((e) => e.name === 'weight');
+    if (weight === undefined) throw new Error(`${file}: no tensor 'weight' (it holds ${entry.entries.map((e) => e.name).join(', ') || 'nothing'})`);
+    const where = `${file}: tensor 'weight'`;
+    if (weight.shape.length !== 2 || weight.shape[0] !== layout.numLocalClasses || weight.shape[1] !== embeddingSize) {
+      throw new Error(`${where} has shape [${weight.shape.join(', ')}], expected [${layout.numLocalClasses}, ${embeddingSize}] (rank ${rank} of ${worldSize}, ${numClasses} classes)`);
+    }
+    const element = READABLE[weight.dtype];
+    if (element === undefined) throw new Error(`${where} has dtype ${weight.dtype}, expected F32, F16, BF16 or F64`);
+    const rowBytes = embeddingSize * element.bytes;
+    const buffer = new Uint8Array(Math.min(chunkRows, layout.numLocalClasses) * rowBytes);
+    const input = openSync(file, 'r');
+    try {
+      for (let local = 0; local < layout.numLocalClasses; local += chunkRows) {
+        const count = Math.min(chunkRows, layout.numLocalClasses - local);
+        const raw = buffer.subarray(0, count * rowBytes);
+        readFully(input, raw, entry.dataStart + weight.begin + local * rowBytes, where);
+        const rows = noGrad(() =>
+          tidy(() => {
+            const view = F.fromTypedArray(raw, [count, embeddingSize], element.dtype);
+            const values = element.dtype === 'float32' ? view : view.to('float32');
+            return F.normalize(values, 2, 1).dataSync() as Float32Array;
+          }),
+        );
+        yield { first, count, rows, shard: rank };
+        first += count;
+      }
+    } finally {
+      closeSync(input);
+    }
+  }
+  if (first !== numClasses) throw new Error(`checkpoint centres: read ${first} rows, expected ${numClasses}`);
+}
+
 /**
  * Writes the L2-normalized rows of the checkpoint's FC `weight` (all `meta.numClasses` classes,
  * shard by shard in rank order) to `outPath` as the safetensors tensor `centers` that
  * `plsc serve --centers` reads. Zero rows stay zero. The file appears only once complete.
  */
 export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMeta, outPath: string, options: CheckpointCentersOptions = {}): CheckpointCentersResult {
+  checkCenterMeta(checkpointDir, meta);
   const { numClasses, embeddingSize, worldSize } = meta;
-  const metaFile = join(checkpointDir, 'meta.json');
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`${metaFile}: numClasses must be a positive integer, got ${String(numClasses)}`);
-  if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`${metaFile}: embeddingSize must be a positive integer, got ${String(embeddingSize)}`);
-  if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > numClasses) throw new Error(`${metaFile}: worldSize ${String(worldSize)} does not split ${numClasses} classes`);
-  const chunkRows = options.chunkRows ?? Math.max(1, Math.floor(DEFAULT_CHUNK_BYTES / (embeddingSize * 4)));
-  if (!Number.isInteger(chunkRows) || chunkRows < 1) throw new Error(`writeCheckpointCenters: chunkRows must be a positive integer, got ${chunkRows}`);
   const fp16 = options.fp16 ?? false;
 
   const header = centersHeader('centers', fp16 ? 'F16' : 'F32', numClasses, embeddingSize, {
@@ -91,49 +152,16 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
   mkdirSync(dirname(outPath), { recursive: true });
   const tmpPath = `${outPath}.tmp-${process.pid}`;
   const out = openSync(tmpPath, 'w');
-  const shardRows: number[] = [];
+  const shardRows = new Array<number>(worldSize).fill(0);
   try {
     writeFully(out, header.bytes);
-    let written = 0;
-    for (let rank = 0; rank < worldSize; rank++) {
-      const layout = shardLayout(numClasses, worldSize, rank);
-      const file = join(checkpointDir, shardFileName(rank, worldSize));
-      verifyCheckpointFile(checkpointDir, meta, shardFileName(rank, worldSize));
-      const entry = readSafetensorsHeader(file);
-      const weight = entry.entries.find((e) => e.name === 'weight');
-      if (weight === undefined) throw new Error(`${file}: no tensor 'weight' (it holds ${entry.entries.map((e) => e.name).join(', ') || 'nothing'})`);
-      const where = `${file}: tensor 'weight'`;
-      if (weight.shape.length !== 2 || weight.shape[0] !== layout.numLocalClasses || weight.shape[1] !== embeddingSize) {
-        throw new Error(`${where} has shape [${weight.shape.join(', ')}], expected [${layout.numLocalClasses}, ${embeddingSize}] (rank ${rank} of ${worldSize}, ${numClasses} classes)`);
-      }
-      const element = READABLE[weight.dtype];
-      if (element === undefined) throw new Error(`${where} has dtype ${weight.dtype}, expected F32, F16, BF16 or F64`);
-      const rowBytes = embeddingSize * element.bytes;
-      const buffer = new Uint8Array(Math.min(chunkRows, layout.numLocalClasses) * rowBytes);
-      const input = openSync(file, 'r');
-      try {
-        for (let first = 0; first < layout.numLocalClasses; first += chunkRows) {
-          const rows = Math.min(chunkRows, layout.numLocalClasses - first);
-          const raw = buffer.subarray(0, rows * rowBytes);
-          readFully(input, raw, entry.dataStart + weight.begin + first * rowBytes, where);
-          const bytes = noGrad(() =>
-            tidy(() => {
-              const view = F.fromTypedArray(raw, [rows, embeddingSize], element.dtype);
-              const values = element.dtype === 'float32' ? view : view.to('float32');
-              assertFiniteTensor(file, `weight (rows ${first} to ${first + rows - 1})`, values);
-              const normalized = F.normalize(values, 2, 1);
-              return (fp16 ? normalized.to('float16') : normalized).bytes();
-            }),
-          );
-          writeFully(out, bytes);
-          written += rows;
-        }
-      } finally {
-        closeSync(input);
-      }
-      shardRows.push(layout.numLocalClasses);
+    for (const block of checkpointCenterRows(checkpointDir, meta, options.chunkRows !== undefined ? { chunkRows: options.chunkRows } : {})) {
+      const bytes = fp16
+        ? noGrad(() => tidy(() => F.fromTypedArray(block.rows, [block.count, embeddingSize]).to('float16').bytes()))
+        : new Uint8Array(block.rows.buffer, block.rows.byteOffset, block.rows.byteLength);
+      writeFully(out, bytes);
+      shardRows[block.shard]! += block.count;
     }
-    if (written !== numClasses) throw new Error(`writeCheckpointCenters: wrote ${written} rows, expected ${numClasses}`);
   } catch (error) {
     closeSync(out);
     rmSync(tmpPath, { force: true });

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { LOSS_TYPES } from '../head/margin.js';
 import { unknownSettingMessage } from './suggest.js';
+import { parseDuration } from './duration.js';
 
 /** Where training images come from. */
 export type DatasetSpec =
@@ -13,6 +14,15 @@ export type DatasetSpec =
   | { type: 'folder'; path: string }
   | { type: 'base64'; path: string }
   | { type: 'auto'; path: string };
+
+/** A labelled held-out dataset scored by classification accuracy at each validation. */
+export interface ValDatasetSpec {
+  /** Name in logs, metrics and the report (default: the path's base name). */
+  name: string;
+  path: string;
+  /** list | rec | folder | base64 | auto (detected as for the training dataset; the default). */
+  format: 'list' | 'rec' | 'folder' | 'base64' | 'auto';
+}
 
 export interface TrainConfig {
   /** Number of classes (identities). */
@@ -37,6 +47,8 @@ export interface TrainConfig {
   trainEpochs: number;
   /** Steps to train; overrides trainEpochs when set. */
   trainSteps: number | null;
+  /** Wall-clock budget ("10m", "2h", "1h30m" or seconds): stop there; poly/cosine decay spans it. */
+  trainTime: string | null;
   warmupEpochs: number;
   /** lr decay: 'piecewise' (at stepBoundaries), 'poly' or 'cosine'. */
   lrScheduler: 'piecewise' | 'poly' | 'cosine';
@@ -52,6 +64,8 @@ export interface TrainConfig {
   logPeriod: number;
   /** Validation .bin files (paths, or names resolved in the dataset directory: lfw -> lfw.bin). */
   valTargets: string[];
+  /** Labelled held-out datasets: top-1/top-5 classification accuracy with the head's class centres. */
+  valDatasets: ValDatasetSpec[];
   withTest: boolean;
   /** Steps between validations (0: at the end of each epoch). */
   testPeriod: number;
@@ -92,6 +106,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   imageSize: 112,
   trainEpochs: 120,
   trainSteps: null,
+  trainTime: null,
   warmupEpochs: 0,
   lrScheduler: 'piecewise',
   stepBoundaries: [100000, 160000, 220000],
@@ -102,6 +117,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   gradClip: 5,
   logPeriod: 200,
   valTargets: ['lfw'],
+  valDatasets: [],
   withTest: true,
   testPeriod: 0,
   checkpointDir: 'output/checkpoints',
@@ -189,6 +205,14 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   imageSize: positiveInt,
   trainEpochs: positiveInt,
   trainSteps: nullable(positiveInt),
+  trainTime: nullable((v, f) => {
+    try {
+      parseDuration(v);
+    } catch (err) {
+      throw new ConfigError(f, (err as Error).message);
+    }
+    return typeof v === 'number' ? `${v}s` : v;
+  }),
   warmupEpochs: nonNegativeNumber,
   lrScheduler: oneOf(['piecewise', 'poly', 'cosine']),
   stepBoundaries: (v, f) => {
@@ -206,6 +230,10 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   valTargets: (v, f) => {
     if (!Array.isArray(v) || !v.every((t) => typeof t === 'string' && t.length > 0)) throw new ConfigError(f, `must be a list of names or paths, got ${JSON.stringify(v)}`);
     return v;
+  },
+  valDatasets: (v, f) => {
+    if (!Array.isArray(v)) throw new ConfigError(f, `must be a list of { name, path, format }, got ${JSON.stringify(v)}`);
+    return v.map((entry, i) => validateValDataset(entry, `${f}[${i}]`));
   },
   withTest: bool,
   testPeriod: nonNegativeInt,
@@ -266,6 +294,21 @@ function validateDataset(v: unknown, f: string): DatasetSpec {
     default:
       throw new ConfigError(`${f}.type`, `must be one of synthetic, list, rec, folder, base64, auto, got ${JSON.stringify(spec.type)}`);
   }
+}
+
+const VAL_DATASET_FORMATS = ['list', 'rec', 'folder', 'base64', 'auto'] as const;
+
+function validateValDataset(v: unknown, f: string): ValDatasetSpec {
+  const entry = typeof v === 'string' ? { path: v } : v;
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new ConfigError(f, `must be a path or { name, path, format }, got ${JSON.stringify(v)}`);
+  const { name, path, format, ...rest } = entry as Record<string, unknown>;
+  const unknownKeys = Object.keys(rest);
+  if (unknownKeys.length > 0) throw new ConfigError(`${f}.${unknownKeys[0]}`, 'unknown key (known: name, path, format)');
+  string(path, `${f}.path`);
+  if (name !== undefined) string(name, `${f}.name`);
+  if (format !== undefined) oneOf(VAL_DATASET_FORMATS)(format, `${f}.format`);
+  const base = (path as string).replace(/\/+$/, '').split('/').pop() as string;
+  return { name: (name as string | undefined) ?? base.replace(/\.(txt|rec)$/, ''), path: path as string, format: (format as ValDatasetSpec['format'] | undefined) ?? 'auto' };
 }
 
 /** Checks one field; returns the validated value or throws a ConfigError naming the field. */

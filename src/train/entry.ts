@@ -12,7 +12,7 @@ import { noGrad } from '../torch/autograd.js';
 import type { Backbone } from '../models/index.js';
 import { backboneFromSpec, type ConfigBackboneFactory } from './backbone-spec.js';
 import { decodeToRgb } from '../data/image.js';
-import { resolveConfig, validateField, ConfigError, type DatasetSpec, type TrainConfig } from './config.js';
+import { resolveConfig, validateField, ConfigError, type DatasetSpec, type TrainConfig, type ValDatasetSpec } from './config.js';
 import { Trainer, type TrainResult } from './trainer.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
 
@@ -161,6 +161,14 @@ export class Entry {
   /** Seconds without a finished step after which training fails (0: never). */
   setStallTimeout(seconds: number): this {
     return this.set('stallTimeout', seconds);
+  }
+  /** Train for a wall-clock budget ("10m", "2h", "1h30m" or seconds) instead of a step count. */
+  setTrainTime(budget: string | number | null): this {
+    return this.set('trainTime', budget);
+  }
+  /** Labelled held-out datasets scored by top-1/top-5 classification accuracy at each validation. */
+  setValDatasets(datasets: Array<string | { name?: string; path: string; format?: ValDatasetSpec['format'] }>): this {
+    return this.set('valDatasets', datasets);
   }
 
   /** The complete, validated configuration. */

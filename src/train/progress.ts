@@ -7,6 +7,7 @@
  *   {"step":200,"epoch":0,"loss":12.3,"lr":0.1,"img_per_s":345.6,"accuracy":0.12,"time":"<ISO>"}
  *   {"type":"validation","step":2000,"epoch":1,"results":[{"target":"lfw","accuracy":0.99,"std":0.003,"xnorm":22.1}],"time":"<ISO>"}
  *   {"type":"bad_samples","step":2400,"epoch":1,"bad":2,"samples":5000,"first":[{"where":"file ... line 7","reason":"..."}],"time":"<ISO>"}
+ *   {"type":"classification","step":2000,"epoch":1,"results":[{"target":"holdout","images":500,"top1":0.81,"top5":0.95}],"time":"<ISO>"}
  * Training records carry no "type" field. Non-finite numbers (a NaN loss) are written as null.
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
@@ -96,6 +97,23 @@ export interface BadSamplesMetricsRecord {
   time: string;
 }
 
+/** Classification accuracy of one held-out dataset (valDatasets). */
+export interface ClassificationValidationResult {
+  target: string;
+  images: number;
+  top1: number;
+  top5: number;
+}
+
+/** Classification record of the metrics file. */
+export interface ClassificationMetricsRecord {
+  type: 'classification';
+  step: number;
+  epoch: number | null;
+  results: Array<{ target: string; images: number; top1: number | null; top5: number | null }>;
+  time: string;
+}
+
 /** Human duration: 45s, 2m10s, 1h05m, 3d04h; '?' when unknown. */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '?';
@@ -130,7 +148,8 @@ function checkInteger(value: number, name: string, minimum: number): void {
 const SMOOTHING = 0.05;
 
 export class ProgressReporter {
-  readonly totalSteps: number;
+  /** Steps of the whole run; a time-budgeted run updates it with setTotalSteps as estimates improve. */
+  totalSteps: number;
   readonly startStep: number;
   readonly logPeriod: number;
   readonly isTTY: boolean;
@@ -146,6 +165,7 @@ export class ProgressReporter {
   private stepTimeSum = 0;
   private stepTimeWeight = 0;
   private latest: ProgressUpdate | undefined;
+  private latestClassification: ClassificationValidationResult | undefined;
   private lastLoggedStep = -1;
   private lastDrawAt = Number.NEGATIVE_INFINITY;
   private barVisible = false;
@@ -228,6 +248,26 @@ export class ProgressReporter {
     }
   }
 
+  /** A new estimate of the run's total steps (trainTime budgets). */
+  setTotalSteps(totalSteps: number): void {
+    checkInteger(totalSteps, 'totalSteps', 1);
+    this.totalSteps = totalSteps;
+  }
+
+  /** Print held-out classification accuracy, append a classification record, and show top-1 in later progress lines. */
+  logClassification(step: number, results: readonly ClassificationValidationResult[]): void {
+    const parts = results.map((r) => `${r.target} top-1 ${r.top1.toFixed(4)} top-5 ${r.top5.toFixed(4)} (${r.images} images)`);
+    this.log(`val step ${step}/${this.totalSteps}: ${parts.join(' | ')}`);
+    this.latestClassification = results[0];
+    this.appendMetrics({
+      type: 'classification',
+      step,
+      epoch: this.latest?.epoch ?? null,
+      results: results.map((r) => ({ target: r.target, images: r.images, top1: finiteOrNull(r.top1), top5: finiteOrNull(r.top5) })),
+      time: this.date().toISOString(),
+    } satisfies ClassificationMetricsRecord);
+  }
+
   /** Print validation results and append a validation record to the metrics file. */
   logValidation(step: number, results: readonly ValidationResult[]): void {
     const parts = results.map(
@@ -282,6 +322,7 @@ export class ProgressReporter {
       `lr ${formatLearningRate(progress.lr)}`,
     ];
     if (typeof progress.accuracy === 'number') parts.push(`acc ${progress.accuracy.toFixed(2)}`);
+    if (this.latestClassification) parts.push(`${this.latestClassification.target} top-1 ${this.latestClassification.top1.toFixed(3)}`);
     parts.push(`img/s ${progress.imagesPerSecond.toFixed(1)}`, `eta ${formatDuration(this.etaSeconds(progress.step))}`);
     return parts.join(' ');
   }
@@ -295,6 +336,7 @@ export class ProgressReporter {
     const head = `${String(step).padStart(String(this.totalSteps).length)}/${this.totalSteps} ${(fraction * 100).toFixed(0).padStart(3)}%`;
     const tailParts = [`loss ${formatLoss(latest.loss)}`, `lr ${formatLearningRate(latest.lr)}`];
     if (typeof latest.accuracy === 'number') tailParts.push(`acc ${latest.accuracy.toFixed(2)}`);
+    if (this.latestClassification) tailParts.push(`${this.latestClassification.target} top-1 ${this.latestClassification.top1.toFixed(3)}`);
     tailParts.push(`${latest.imagesPerSecond.toFixed(1)} img/s`, `eta ${formatDuration(this.etaSeconds(step))}`);
     const tail = tailParts.join(' ');
     const barWidth = Math.min(30, width - head.length - tail.length - 4);
@@ -310,7 +352,7 @@ export class ProgressReporter {
     this.barVisible = true;
   }
 
-  private appendMetrics(record: TrainMetricsRecord | ValidationMetricsRecord | BadSamplesMetricsRecord): void {
+  private appendMetrics(record: TrainMetricsRecord | ValidationMetricsRecord | BadSamplesMetricsRecord | ClassificationMetricsRecord): void {
     if (this.metricsPath === undefined) return;
     if (!this.metricsDirReady) {
       mkdirSync(dirname(this.metricsPath), { recursive: true });

@@ -38,11 +38,20 @@ export interface ValidationPoint {
   xnorm: number | null;
 }
 
+export interface ClassificationPoint {
+  step: number;
+  images: number | null;
+  top1: number | null;
+  top5: number | null;
+}
+
 export interface TrainingMetrics {
   /** Training records in step order. */
   train: TrainPoint[];
   /** Validation points per target, in step order; targets in order of first appearance. */
   validation: Map<string, ValidationPoint[]>;
+  /** Held-out classification points per dataset (valDatasets), in step order. */
+  classification: Map<string, ClassificationPoint[]>;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -66,6 +75,7 @@ function truncateFrom<T extends { step: number }>(points: T[], step: number): vo
 export function parseTrainingMetrics(text: string, name = '<metrics>'): TrainingMetrics {
   const train: TrainPoint[] = [];
   const validation = new Map<string, ValidationPoint[]>();
+  const classification = new Map<string, ClassificationPoint[]>();
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const lineNumber = i + 1;
@@ -120,12 +130,26 @@ export function parseTrainingMetrics(text: string, name = '<metrics>'): Training
       });
     } else if (type === 'bad_samples') {
       // Counted in the log and the file; the report charts training and validation only.
+    } else if (type === 'classification') {
+      const results = record.results;
+      if (!Array.isArray(results)) fail(`"results" of a classification record must be an array, got ${JSON.stringify(results)}`);
+      (results as unknown[]).forEach((entry, k) => {
+        if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`results[${k}] must be an object, got ${JSON.stringify(entry)}`);
+        const result = entry as JsonObject;
+        const failResult = (message: string): never => fail(`results[${k}]: ${message}`);
+        if (typeof result.target !== 'string' || result.target === '') failResult(`"target" must be a non-empty string, got ${JSON.stringify(result.target)}`);
+        const target = result.target as string;
+        let points = classification.get(target);
+        if (points === undefined) classification.set(target, (points = []));
+        truncateFrom(points, stepNumber);
+        points.push({ step: stepNumber, images: optionalNumber(result, 'images', failResult), top1: optionalNumber(result, 'top1', failResult), top5: optionalNumber(result, 'top5', failResult) });
+      });
     } else {
-      fail(`unknown record type ${JSON.stringify(type)} (expected "validation", "bad_samples" or none)`);
+      fail(`unknown record type ${JSON.stringify(type)} (expected "validation", "classification", "bad_samples" or none)`);
     }
   }
-  if (train.length === 0 && validation.size === 0) throw new MetricsFileError(name, 'no metrics records (empty file?)');
-  return { train, validation };
+  if (train.length === 0 && validation.size === 0 && classification.size === 0) throw new MetricsFileError(name, 'no metrics records (empty file?)');
+  return { train, validation, classification };
 }
 
 /** Read and parse a metrics file (see parseTrainingMetrics). */
@@ -428,6 +452,16 @@ function summaryRows(metrics: TrainingMetrics): string[][] {
       `best ${fmt(best.accuracy, 4)} ± ${fmt(best.std, 4)} (step ${best.step}); last ${fmt(last.accuracy, 4)} (step ${last.step}); ${scored.length} evaluation${scored.length === 1 ? '' : 's'}`,
     ]);
   }
+  for (const [target, points] of metrics.classification) {
+    const scored = points.filter((p) => p.top1 !== null);
+    if (scored.length === 0) continue;
+    const best = scored.reduce((a, b) => (b.top1! > a.top1! ? b : a));
+    const last = scored[scored.length - 1]!;
+    rows.push([
+      `${target} top-1`,
+      `best ${fmt(best.top1, 4)} (step ${best.step}); last ${fmt(last.top1, 4)}, top-5 ${fmt(last.top5, 4)} (step ${last.step}); ${last.images ?? '?'} images, ${scored.length} evaluation${scored.length === 1 ? '' : 's'}`,
+    ]);
+  }
   return rows;
 }
 
@@ -482,9 +516,28 @@ export function renderTrainingReport(metrics: TrainingMetrics, options: { title?
         })),
       }),
     );
-  } else {
-    charts.push('<p class="note">No validation records.</p>');
   }
+  const heldOut = [...metrics.classification.entries()];
+  if (heldOut.length > 0) {
+    charts.push(
+      renderChart({
+        id: 'classification',
+        title: 'Held-out classification accuracy',
+        yLabel: 'accuracy (class centres, cosine)',
+        yClamp: [0, 1],
+        series: heldOut.flatMap(([target, points], i) =>
+          (['top1', 'top5'] as const).map((key, j) => ({
+            name: `${target} ${key === 'top1' ? 'top-1' : 'top-5'}`,
+            color: PALETTE[(targets.length + 2 * i + j + 1) % PALETTE.length]!,
+            markers: true,
+            points: points.map((p) => [p.step, p[key]] as [number, number | null]),
+            labels: points.map((p) => `${target} step ${p.step}: top-1 ${fmt(p.top1, 4)}, top-5 ${fmt(p.top5, 4)} (${p.images ?? '?'} images)`),
+          })),
+        ),
+      }),
+    );
+  }
+  if (targets.length === 0 && heldOut.length === 0) charts.push('<p class="note">No validation records.</p>');
   if (train.some((p) => p.accuracy !== null)) {
     charts.push(
       renderChart({ id: 'train-accuracy', title: 'Training batch accuracy', yLabel: 'accuracy', yClamp: [0, 1], series: [trainSeries('accuracy', (p) => p.accuracy, PALETTE[2]!)] }),

@@ -27,7 +27,7 @@ import { derivedSchedule, type DatasetSpec, type TrainConfig } from './config.js
 import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointDataInfo, type CheckpointMeta } from './checkpoint.js';
 import { BadSampleMonitor, formatEpochCount } from './bad-samples.js';
 import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpointDataInfo } from './dataset-checks.js';
-import { ProgressReporter } from './progress.js';
+import { ProgressReporter, type ProgressStream } from './progress.js';
 import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
 import { claimOutputDirectories } from './output-claim.js';
@@ -36,6 +36,11 @@ import { loadVerifiedCheckpointFile } from './checkpoint-integrity.js';
 import { withDiskErrors } from './disk.js';
 import { collapsedEmbeddingsWarning } from '../eval/collapse.js';
 import { RunGuard } from './run-guard.js';
+import { classifyValDataset, openValDataset, type ClassificationTargetResult } from './classification-validation.js';
+import { datasetStats, formatRunPlan } from './run-summary.js';
+import { ThroughputMeter } from './throughput.js';
+import { STEPS_BEFORE_ESTIMATE, TimeBudget } from './time-budget.js';
+import { parseDuration } from './duration.js';
 
 export interface PhaseTimes {
   data: number;
@@ -58,6 +63,8 @@ export interface TrainResult {
   metricsPath: string | null;
   reportPath: string | null;
   validation: TargetResult[];
+  /** Classification accuracy on the valDatasets at the last validation. */
+  classification: ClassificationTargetResult[];
   imagesPerSecond: number;
   /** Mean ms per step of each phase. */
   phases: PhaseTimes;
@@ -78,6 +85,10 @@ export interface TrainOptions {
   quiet?: boolean;
   /** Skip writing checkpoints (benchmarks). */
   noCheckpoints?: boolean;
+  /** Where rank 0's progress and run summary go (default process.stderr; quiet wins). */
+  logStream?: ProgressStream;
+  /** Monotonic milliseconds for the trainTime budget (tests drive time with it). Default performance.now. */
+  clock?: () => number;
 }
 
 /** Opens the configured dataset (auto-detects a PLSC dataset directory). */
@@ -153,6 +164,8 @@ export class Trainer {
   private badSampleMonitor: BadSampleMonitor | null = null;
   /** Locks of checkpointDir and modelSaveDir (rank 0 holds them; [] on other ranks); null when released. */
   private outputLocks: DirectoryLock[] | null = null;
+  /** Steps the schedule spans: the config's, or the latest estimate under a trainTime budget. */
+  private plannedSteps: number;
   step = 0;
 
   private constructor(config: TrainConfig, group: ProcessGroup, source: SampleSource, backbone: Backbone) {
@@ -166,6 +179,7 @@ export class Trainer {
     const { margin, sharded } = marginForLossType(config.lossType, { scale: config.scale, ...(config.margins ? { margins: config.margins } : {}) });
     this.sharded = sharded;
     this.derived = derivedSchedule(config, group.worldSize, source.length);
+    this.plannedSteps = this.derived.totalSteps;
     this.schedule = scheduleOf(config, this.derived);
     this.head = new PartialFC({
       embeddingSize: config.embSize,
@@ -224,7 +238,15 @@ export class Trainer {
   }
 
   get totalSteps(): number {
-    return this.derived.totalSteps;
+    return this.plannedSteps;
+  }
+
+  /** Under a time budget: the steps the schedule spans now (poly/cosine decay ends there). */
+  private replanSteps(totalSteps: number): void {
+    const planned = Math.max(totalSteps, this.step);
+    this.plannedSteps = this.config.trainSteps === null ? planned : Math.min(planned, this.config.trainSteps);
+    const decay = this.schedule.decay;
+    if (decay.kind === 'polynomial' || decay.kind === 'cosine') decay.totalSteps = Math.max(this.plannedSteps, this.derived.warmupSteps + 1);
   }
   get globalBatch(): number {
     return this.derived.globalBatch;
@@ -347,28 +369,37 @@ export class Trainer {
     const rank = this.group.rank;
     const outputDir = config.modelSaveDir;
     const metricsPath = rank === 0 ? join(outputDir, 'metrics.jsonl') : null;
-    const stopAt = Math.min(this.totalSteps, options.maxStepsThisRun === undefined ? Infinity : this.step + options.maxStepsThisRun);
+    const budget = config.trainTime === null ? null : new TimeBudget(parseDuration(config.trainTime), options.clock);
+    // A time budget stops the run by the clock; trainSteps, when also set, still caps it.
+    const stepCap = budget === null ? this.totalSteps : (config.trainSteps ?? Infinity);
+    const stopAt = Math.min(stepCap, options.maxStepsThisRun === undefined ? Infinity : this.step + options.maxStepsThisRun);
     // A run from step 0 starts a new metrics file (a resumed run appends to its predecessor's).
     if (metricsPath !== null && this.step === 0) rmSync(metricsPath, { force: true });
     const progress =
       rank === 0
-        ? new ProgressReporter({ totalSteps: this.totalSteps, startStep: this.step, logPeriod: config.logPeriod, ...(metricsPath ? { metricsPath } : {}), ...(options.quiet ? { stream: nullStream() } : {}) })
+        ? new ProgressReporter({ totalSteps: this.totalSteps, startStep: this.step, logPeriod: config.logPeriod, ...(metricsPath ? { metricsPath } : {}), ...(options.quiet ? { stream: nullStream() } : options.logStream ? { stream: options.logStream } : {}) })
         : null;
-    if (rank === 0 && !options.quiet) {
-      progress?.log(
-        `training ${config.model} + ${config.lossType} head: ${config.classNum} classes over ${this.sharded ? this.group.worldSize : 1} shard(s), ` +
-          `${this.group.worldSize} worker(s), global batch ${this.globalBatch}, ${this.totalSteps} steps, lr ${this.schedule.baseLr.toFixed(4)}`,
-      );
-    }
+    if (rank === 0 && !options.quiet) for (const line of this.runPlan(budget)) progress?.log(line);
     const losses: number[] = [];
     const totals: PhaseTimes = { data: 0, forward: 0, head: 0, backward: 0, comm: 0, optimizer: 0 };
     let lastCheckpoint: string | null = null;
     let validation: TargetResult[] = [];
+    let classification: ClassificationTargetResult[] = [];
     let lastValidationStep = -1;
+    const meter = new ThroughputMeter();
+    const clock = options.clock ?? (() => performance.now());
+    const stepsAtStart = this.step;
+    let budgetSpent = false;
+    let announcedSteps = 0;
+    budget?.start();
     let imagesSeen = 0;
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);
-    const shouldValidate = (): boolean => config.withTest && config.valTargets.length > 0;
+    const shouldValidate = (): boolean => config.withTest && (config.valTargets.length > 0 || config.valDatasets.length > 0);
+    const runValidation = async (): Promise<void> => {
+      ({ targets: validation, classification } = await this.validate(progress));
+      lastValidationStep = this.step;
+    };
     const warn = (line: string): void => {
       if (options.quiet) return;
       if (progress !== null) progress.log(line);
@@ -385,9 +416,10 @@ export class Trainer {
     this.badSampleMonitor = badSamples;
     let interrupted = false;
 
-    while (this.step < stopAt && !interrupted) {
+    while (this.step < stopAt && !budgetSpent && !interrupted) {
       const epoch = this.loader.state.epoch;
       let dataStart = performance.now();
+      let clockAtData = clock();
       for await (const batch of this.loader) {
         const dataMs = performance.now() - dataStart;
         badSamples.afterBatch(batch);
@@ -399,38 +431,52 @@ export class Trainer {
         losses.push(loss);
         if (!Number.isFinite(loss)) throw new Error(`step ${this.step}: the loss is ${loss} (diverged); lower the lr or check the data`);
         imagesSeen += batch.labels.length * this.group.worldSize;
+        // The first step (one-off allocations) stays out of the speed measurements.
+        if (this.step - stepsAtStart > 1) meter.record(batch.labels.length * this.group.worldSize, (clock() - clockAtData) / 1000);
+        if (budget !== null) {
+          // All workers must stop at the same step: rank 0's clock decides.
+          budgetSpent = this.agreeOnStop(budget.spent());
+          const done = this.step - stepsAtStart;
+          if (budgetSpent) {
+            this.replanSteps(this.step);
+            progress?.setTotalSteps(this.step);
+          } else if (done === STEPS_BEFORE_ESTIMATE + 1 || (done > STEPS_BEFORE_ESTIMATE && this.step % config.logPeriod === 0)) {
+            this.replanSteps(budget.estimateTotalSteps(this.step, meter.medianSecondsPerStep));
+            progress?.setTotalSteps(this.totalSteps);
+            // Printed when first known and whenever it moves by more than 2%.
+            if (Math.abs(this.totalSteps - announcedSteps) > 0.02 * announcedSteps) {
+              announcedSteps = this.totalSteps;
+              progress?.log(budget.describe(this.totalSteps, meter.medianSecondsPerStep));
+            }
+          }
+        }
         progress?.update({
           step: this.step,
           epoch,
           loss,
           lr: this.lrAt(this.step - 1),
-          imagesPerSecond: (batch.labels.length * this.group.worldSize * 1000) / Math.max(stepMs + dataMs, 1e-3),
+          imagesPerSecond: meter.steps > 0 ? meter.imagesPerSecond : (batch.labels.length * this.group.worldSize * 1000) / Math.max(stepMs + dataMs, 1e-3),
           accuracy,
         });
         const periodic = (period: number): boolean => period > 0 && this.step % period === 0;
         if (!options.noCheckpoints && periodic(config.checkpointPeriod)) lastCheckpoint = this.saveCheckpoint(epoch);
-        if (shouldValidate() && periodic(config.testPeriod)) {
-          validation = await this.validate(progress);
-          lastValidationStep = this.step;
-        }
+        if (shouldValidate() && periodic(config.testPeriod)) await runValidation();
         guard.progress(this.step);
-        // (Every rank has the same step and stopAt, so all of them take part in stopRequested.)
-        if (this.step < stopAt && guard.stopRequested()) {
+        // (Every rank has the same step, stopAt and budget decision, so all of them take part in stopRequested.)
+        if (this.step < stopAt && !budgetSpent && guard.stopRequested()) {
           interrupted = true;
           progress?.log(`interrupted: stopping after step ${this.step}`);
           break;
         }
-        if (this.step >= stopAt) break;
+        if (this.step >= stopAt || budgetSpent) break;
         dataStart = performance.now();
+        clockAtData = clock();
       }
       this.reportBadSamples(badSamples, epoch, progress);
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
       if (epochDone && this.step < stopAt && !interrupted) {
         if (!options.noCheckpoints && config.checkpointPeriod === 0) lastCheckpoint = this.saveCheckpoint(epoch);
-        if (shouldValidate() && config.testPeriod === 0) {
-          validation = await this.validate(progress);
-          lastValidationStep = this.step;
-        }
+        if (shouldValidate() && config.testPeriod === 0) await runValidation();
       }
       if (stepsPerEpoch === 0) break;
     }
@@ -439,8 +485,8 @@ export class Trainer {
       lastCheckpoint = this.saveCheckpoint(finalEpoch);
     }
     // The final model is always validated (unless the last periodic validation was at this very step).
-    const finishedTraining = this.step >= this.totalSteps;
-    if (finishedTraining && shouldValidate() && lastValidationStep !== this.step) validation = await this.validate(progress);
+    const finishedTraining = this.step >= this.totalSteps || budgetSpent;
+    if (finishedTraining && shouldValidate() && lastValidationStep !== this.step) await runValidation();
     const elapsed = (performance.now() - started) / 1000;
     let modelPath: string | null = null;
     let reportPath: string | null = null;
@@ -472,6 +518,7 @@ export class Trainer {
       metricsPath,
       reportPath,
       validation,
+      classification,
       imagesPerSecond: elapsed > 0 ? imagesSeen / elapsed : 0,
       phases: {
         data: mean(totals.data),
@@ -502,10 +549,13 @@ export class Trainer {
     progress?.logBadSamples(formatEpochCount(count, this.group.worldSize), { step: this.step, ...count, first: monitor.epochReports(epoch) });
   }
 
-  /** Verification on the configured .bin targets (rank 0 computes; others wait at a barrier). */
-  async validate(progress: ProgressReporter | null): Promise<TargetResult[]> {
+  /**
+   * Verification on the configured .bin targets (rank 0 computes; others wait at a barrier), then
+   * classification accuracy on the valDatasets (every worker ranks against its own FC shard).
+   */
+  async validate(progress: ProgressReporter | null): Promise<{ targets: TargetResult[]; classification: ClassificationTargetResult[] }> {
     let results: TargetResult[] = [];
-    if (this.group.rank === 0) {
+    if (this.group.rank === 0 && this.config.valTargets.length > 0) {
       results = await tidyAsync(() => validateBackboneOnTargets(this.backbone, this.config.valTargets, {
         datasetDir: this.config.dataset.type === 'synthetic' ? null : this.config.dataset.path,
         batchSize: this.config.testBatchSize,
@@ -515,7 +565,56 @@ export class Trainer {
       for (const warning of results.map((r) => collapsedEmbeddingsWarning(r.detail, r.target))) if (warning) progress?.log(warning);
     }
     this.group.barrier().wait();
-    return results;
+    const classification: ClassificationTargetResult[] = [];
+    const layout = this.head.layout;
+    for (const spec of this.config.valDatasets) {
+      const source = await openValDataset(spec, (path) => openTrainingData({ type: 'auto', path }, this.config.imageSize));
+      try {
+        const centers = { weight: this.head.weight, firstClass: this.sharded ? layout.classOffset : 0, classes: this.config.classNum };
+        classification.push(await classifyValDataset(this.backbone, source, spec, centers, this.sharded ? this.group : ProcessGroup.local(), { batchSize: this.config.testBatchSize }));
+      } finally {
+        await source.close?.();
+      }
+    }
+    if (classification.length > 0) progress?.logClassification(this.step, classification);
+    return { targets: results, classification };
+  }
+
+  /** Rank 0's decision, broadcast (so every worker stops at the same step). */
+  private agreeOnStop(stop: boolean): boolean {
+    if (this.group.worldSize === 1) return stop;
+    return tidy(() => this.group.broadcast(F.tensor([stop ? 1 : 0]), 0).wait().item() === 1);
+  }
+
+  /** The start-of-run summary lines. */
+  private runPlan(budget: TimeBudget | null): string[] {
+    const headState = [...this.head.parameters(), ...this.head.buffers()];
+    const elementBytes = (t: Tensor): number => (t.dtype === 'float64' || t.dtype === 'int64' ? 8 : t.dtype === 'float16' || t.dtype === 'bfloat16' ? 2 : 4);
+    let headBytes = headState.reduce((sum, t) => sum + t.numel * elementBytes(t), 0);
+    // A replicated (non-dist) head is stepped by the SGD optimizer, whose momentum doubles its parameters.
+    if (!this.sharded && this.config.momentum > 0) headBytes += this.head.parameters().reduce((sum, t) => sum + t.numel * elementBytes(t), 0);
+    const spec = this.config.dataset;
+    return formatRunPlan({
+      model: this.config.model,
+      lossType: this.config.lossType,
+      datasetName: spec.type === 'synthetic' ? `synthetic ${spec.numClasses} x ${spec.imagesPerClass}` : spec.path,
+      dataset: datasetStats(this.source),
+      headClasses: this.config.classNum,
+      workers: this.group.worldSize,
+      batchPerWorker: this.config.trainBatchSize,
+      globalBatch: this.globalBatch,
+      stepsPerEpoch: this.derived.stepsPerEpoch,
+      totalSteps: this.totalSteps,
+      budgetSeconds: budget === null ? null : budget.seconds,
+      lr: this.config.lr,
+      scaledLr: this.schedule.baseLr,
+      lrScheduler: this.config.lrScheduler,
+      warmupSteps: this.derived.warmupSteps,
+      headShards: this.sharded ? this.group.worldSize : 1,
+      classesPerWorker: this.head.layout.numLocalClasses,
+      headBytesPerWorker: headBytes,
+      sampleRatio: this.config.sampleRatio,
+    });
   }
 
   dispose(): void {

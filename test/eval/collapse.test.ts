@@ -102,7 +102,7 @@ test("the trainer's validation output warns when the backbone outputs a constant
   let printed = '';
   const stream = new Writable({ write: (chunk: Buffer, _encoding, done) => ((printed += chunk.toString()), done()) });
   try {
-    const [result] = await trainer.validate(new ProgressReporter({ totalSteps: 1, stream, isTTY: false }));
+    const { targets: [result] } = await trainer.validate(new ProgressReporter({ totalSteps: 1, stream, isTTY: false }));
     assert.equal(result!.accuracy, 0.5);
     assert.match(printed, /val step 0\/1: pairs acc 0\.5000/);
     assert.match(printed, /warning: pairs: the embeddings have collapsed/);

@@ -132,7 +132,7 @@ test('plsc train --config --set --nproc 2, then plsc reshard 2 -> 3 and resuming
     const run = await plsc(['train', '--config', config, '--set', 'trainSteps=6', '--set', 'dataset.imagesPerClass=3', '--nproc', '2']);
     assert.equal(run.code, 0, run.stderr);
     const all = `${run.stdout}\n${run.stderr}`;
-    assert.match(all, /\[rank 0\] training .* 60 classes over 2 shard\(s\), 2 worker\(s\), global batch 16, 6 steps/);
+    assert.match(all, /\[rank 0\] training .* head on 2 worker\(s\)[\s\S]*?\[rank 0\] dataset: .*[\s\S]*?\[rank 0\] schedule: \d+ steps\/epoch, 6 steps = .*global batch 16 \(8 x 2\)[\s\S]*?\[rank 0\] head: 60 classes in 2 shard\(s\), 30 classes/);
     assert.match(run.stdout, /plsc train: done, 6 steps run \(now at step 6\) on 2 workers/);
     const loss = /loss +(\S+) -> (\S+) \(first -> last step/.exec(run.stdout);
     assert.ok(loss && Number.isFinite(Number(loss[1])) && Number.isFinite(Number(loss[2])), run.stdout);
@@ -194,7 +194,7 @@ test('plsc launch --nproc-per-node 2 -- node bin/plsc.js train: both workers joi
     const run = await plsc(['launch', '--nproc-per-node', '2', '--', process.execPath, plscBin, 'train', '--config', config]);
     assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
     const all = `${run.stdout}\n${run.stderr}`;
-    assert.match(all, /\[rank 0\] training .* 60 classes over 2 shard\(s\), 2 worker\(s\), global batch 16, 4 steps/);
+    assert.match(all, /\[rank 0\] training .* head on 2 worker\(s\)[\s\S]*?\[rank 0\] dataset: .*[\s\S]*?\[rank 0\] schedule: \d+ steps\/epoch, 4 steps = .*global batch 16 \(8 x 2\)[\s\S]*?\[rank 0\] head: 60 classes in 2 shard\(s\), 30 classes/);
     // One report, from rank 0.
     assert.match(run.stdout, /\[rank 0\] plsc train: done, 4 steps run \(now at step 4\) on 2 workers/);
     assert.doesNotMatch(all, /\[rank 1\] plsc train: done/);
@@ -214,7 +214,7 @@ test('plsc demo --quick: trains on 2 workers, verifies, exports, prints the serv
     const run = await plsc(['demo', '--quick', '--out', out], 180_000);
     assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
     const text = run.stdout;
-    assert.match(`${text}\n${run.stderr}`, /\[rank 0\] training mobilefacenet \+ dist_arcface head: 2000 classes over 2 shard\(s\), 2 worker\(s\)/);
+    assert.match(`${text}\n${run.stderr}`, /\[rank 0\] training mobilefacenet \+ dist_arcface head on 2 worker\(s\)[\s\S]*\[rank 0\] head: 2000 classes in 2 shard\(s\), 1000 classes/);
     const loss = /loss +(\S+) -> (\S+) \(first -> last step\)/.exec(text);
     assert.ok(loss, text);
     assert.ok(Number.isFinite(Number(loss[1])) && Number.isFinite(Number(loss[2])));

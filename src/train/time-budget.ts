@@ -1,0 +1,49 @@
+// A wall-clock training budget (`trainTime`): when it is spent, and how many steps fit into it at
+// the measured speed, so poly/cosine decay can span the budget as they span a step budget.
+import { formatDuration } from './progress.js';
+
+/** Steps timed before the first estimate (the first step, with its one-off allocations, is left out). */
+export const STEPS_BEFORE_ESTIMATE = 4;
+
+export class TimeBudget {
+  private startedAt = Number.NaN;
+
+  /** `clock` is monotonic milliseconds (injectable so tests need not depend on speed). */
+  constructor(
+    readonly seconds: number,
+    private readonly clock: () => number = () => performance.now(),
+  ) {
+    if (!(seconds > 0)) throw new RangeError(`TimeBudget: seconds must be positive, got ${seconds}`);
+  }
+
+  start(): void {
+    this.startedAt = this.clock();
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  elapsedSeconds(): number {
+    return (this.clock() - this.startedAt) / 1000;
+  }
+
+  remainingSeconds(): number {
+    return Math.max(0, this.seconds - this.elapsedSeconds());
+  }
+
+  spent(): boolean {
+    return this.elapsedSeconds() >= this.seconds;
+  }
+
+  /** Steps done plus the whole steps that fit into the rest of the budget at `secondsPerStep`. */
+  estimateTotalSteps(stepsDone: number, secondsPerStep: number): number {
+    if (!(secondsPerStep > 0)) return stepsDone + 1;
+    return Math.max(stepsDone + 1, stepsDone + Math.round(this.remainingSeconds() / secondsPerStep));
+  }
+
+  /** `time budget 10m00s: ~1234 steps at 0.480 s/step (8m12s left)` */
+  describe(totalSteps: number, secondsPerStep: number): string {
+    return `time budget ${formatDuration(this.seconds)}: ~${totalSteps} steps at ${secondsPerStep.toFixed(3)} s/step (${formatDuration(this.remainingSeconds())} left)`;
+  }
+}
