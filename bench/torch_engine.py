@@ -1,4 +1,4 @@
-"""PyTorch peer for `plsc bench engine`: the same three measurements, printed as one JSON object.
+"""PyTorch peer for `plsc bench engine`: the same four measurements, printed as one JSON object.
 
 Run by bench/engine.ts with the same thread count plsc uses (argv[1]).
 """
@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 threads = int(sys.argv[1])
 repeats = int(sys.argv[2])
+op_overhead_calls = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -27,6 +28,17 @@ def median_ms(fn, warmup, repeats):
         samples.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(samples)
 
+
+small_a = torch.randn(4)
+small_b = torch.randn(4)
+
+
+def tiny_ops():
+    for _ in range(op_overhead_calls):
+        torch.add(small_a, small_b)
+
+
+op_overhead_us = median_ms(tiny_ops, 3, repeats * 4) * 1000.0 / op_overhead_calls
 
 a = torch.randn(256, 512)
 b = torch.randn(512, 100000)
@@ -77,4 +89,5 @@ def train_step():
 
 step_ms = median_ms(train_step, 3, repeats * 4)
 print(json.dumps({"matmul_gflops": matmul_gflops, "conv_ms": conv_ms, "step_ms": step_ms,
+                  "op_overhead_us": op_overhead_us,
                   "threads": torch.get_num_threads(), "version": torch.__version__}))

@@ -161,17 +161,17 @@ class GDC(nn.Module):
 
 
 class MobileFaceNet(nn.Module):
-    def __init__(self, embedding_size, image_size, blocks=(1, 4, 6, 2), scale=2):
+    def __init__(self, embedding_size, image_size, blocks=(1, 4, 6, 2), scale=2, stem_stride=2):
         super().__init__()
         c64, c128 = 64 * scale, 128 * scale
-        layers = [ConvBlock(3, c64, 3, 2, 1)]
+        layers = [ConvBlock(3, c64, 3, stem_stride, 1)]
         layers.append(ConvBlock(c64, c64, 3, 1, 1, groups=64) if blocks[0] == 1 else Residual(c64, blocks[0], 128))
         layers += [DepthWise(c64, c64, False, 3, 2, 1, 128), Residual(c64, blocks[1], 128),
                    DepthWise(c64, c128, False, 3, 2, 1, 256), Residual(c128, blocks[2], 256),
                    DepthWise(c128, c128, False, 3, 2, 1, 512), Residual(c128, blocks[3], 256)]
         self.layers = nn.Sequential(*layers)
         self.conv_sep = ConvBlock(c128, 512, 1, 1, 0)
-        side = halve(halve(halve(halve(image_size))))
+        side = halve(halve(halve(halve(image_size) if stem_stride == 2 else image_size)))
         self.features = GDC(embedding_size, (side, side))
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -191,7 +191,9 @@ def build(model, image_size):
         return IResNet(IRESNET_LAYERS[model], 512, image_size)
     if model == 'mobilefacenet':
         return MobileFaceNet(512, image_size)
-    raise SystemExit(f'torch_train.py: unknown model {model!r} (one of {", ".join(IRESNET_LAYERS)}, mobilefacenet)')
+    if model == 'mobilefacenet-s1':
+        return MobileFaceNet(512, image_size, stem_stride=1)
+    raise SystemExit(f'torch_train.py: unknown model {model!r} (one of {", ".join(IRESNET_LAYERS)}, mobilefacenet, mobilefacenet-s1)')
 
 
 def blas_threads():

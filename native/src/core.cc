@@ -273,6 +273,9 @@ bool parseDtype(const std::string& name, at::ScalarType* out) {
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
  public:
   static Napi::FunctionReference constructor;
+  // Handles are recognised by their prototype: one pointer compare, where InstanceOf walks the
+  // chain and looks up Symbol.hasInstance (a measurable share of a small operator call).
+  static Napi::ObjectReference prototype;
 
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function cls = DefineClass(
@@ -303,18 +306,26 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
             InstanceMethod<&TensorHandle::ReportMemory>("reportMemory"),
         });
     constructor = Napi::Persistent(cls);
+    prototype = Napi::Persistent(cls.Get("prototype").As<Napi::Object>());
     exports.Set("NativeTensor", cls);
   }
 
+  // wrapTensor() hands the tensor over through `adopting` rather than an External argument: an
+  // External is a GC-tracked object with its own finalizer, and one was made per operator result.
+  static at::Tensor* adopting;
+
   explicit TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) {
+    if (adopting == nullptr) {
       throw Napi::TypeError::New(info.Env(), "NativeTensor cannot be constructed from JavaScript");
     }
-    auto* source = info[0].As<Napi::External<at::Tensor>>().Data();
-    tensor_ = std::move(*source);
+    tensor_ = std::move(*adopting);
+    adopting = nullptr;
   }
 
   void Finalize(Napi::Env env) override { release(env); }
+
+  // The held tensor, or null once disposed.
+  const at::Tensor* held() const { return tensor_.defined() ? &tensor_ : nullptr; }
 
   const at::Tensor& tensor(Napi::Env env, const std::string& what) const {
     if (!tensor_.defined()) {
@@ -511,6 +522,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 };
 
 Napi::FunctionReference TensorHandle::constructor;
+at::Tensor* TensorHandle::adopting = nullptr;
+Napi::ObjectReference TensorHandle::prototype;
 
 // A JS function kept alive by C++ objects that may die on any thread.
 struct SharedJsFunction {
@@ -586,6 +599,15 @@ int64_t toInt64(Napi::Env env, const OpEntry& op, const c10::Argument& arg, cons
 c10::IValue toIValue(Napi::Env env, const OpEntry& op, const c10::Argument& arg, const c10::TypePtr& type,
                      const Napi::Value& v);
 
+// A tensor argument; the error text is built only when it is not a live handle (this runs for
+// every tensor of every operator call).
+const at::Tensor& tensorArg(Napi::Env env, const OpEntry& op, const c10::Argument& arg, const Napi::Value& v) {
+  if (!isTensorHandle(v)) argError(env, op, arg, "expected a tensor");
+  const at::Tensor* held = TensorHandle::Unwrap(v.As<Napi::Object>())->held();
+  if (held == nullptr) argError(env, op, arg, "tensor was already disposed");
+  return *held;
+}
+
 c10::IValue toList(Napi::Env env, const OpEntry& op, const c10::Argument& arg, const c10::TypePtr& elem,
                    const Napi::Value& v) {
   std::vector<Napi::Value> items;
@@ -625,7 +647,7 @@ c10::IValue toList(Napi::Env env, const OpEntry& op, const c10::Argument& arg, c
     case c10::TypeKind::TensorType: {
       c10::List<at::Tensor> list;
       list.reserve(items.size());
-      for (auto& item : items) list.push_back(unwrapTensor(item, op.name + " argument '" + arg.name() + "'"));
+      for (auto& item : items) list.push_back(tensorArg(env, op, arg, item));
       return list;
     }
     case c10::TypeKind::OptionalType: {
@@ -636,7 +658,7 @@ c10::IValue toList(Napi::Env env, const OpEntry& op, const c10::Argument& arg, c
           if (item.IsNull() || item.IsUndefined()) {
             list.push_back(c10::nullopt);
           } else {
-            list.push_back(unwrapTensor(item, op.name + " argument '" + arg.name() + "'"));
+            list.push_back(tensorArg(env, op, arg, item));
           }
         }
         return list;
@@ -653,8 +675,7 @@ c10::IValue toIValue(Napi::Env env, const OpEntry& op, const c10::Argument& arg,
                      const Napi::Value& v) {
   switch (type->kind()) {
     case c10::TypeKind::TensorType:
-      if (!isTensorHandle(v)) argError(env, op, arg, "expected a tensor");
-      return unwrapTensor(v, op.name + " argument '" + arg.name() + "'");
+      return tensorArg(env, op, arg, v);
     case c10::TypeKind::OptionalType:
       if (v.IsNull() || v.IsUndefined()) return c10::IValue();
       return toIValue(env, op, arg, type->expectRef<c10::OptionalType>().getElementType(), v);
@@ -1053,11 +1074,21 @@ Napi::Value Config(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 Napi::Value wrapTensor(Napi::Env env, at::Tensor tensor) {
   if (!tensor.defined()) return env.Null();
-  return TensorHandle::constructor.New({Napi::External<at::Tensor>::New(env, &tensor)});
+  TensorHandle::adopting = &tensor;
+  try {
+    Napi::Object handle = TensorHandle::constructor.New({});
+    return handle;
+  } catch (...) {
+    TensorHandle::adopting = nullptr;
+    throw;
+  }
 }
 
 bool isTensorHandle(const Napi::Value& value) {
-  return value.IsObject() && value.As<Napi::Object>().InstanceOf(TensorHandle::constructor.Value());
+  napi_value proto = nullptr;
+  if (!value.IsObject() || napi_get_prototype(value.Env(), value, &proto) != napi_ok) return false;
+  bool same = false;
+  return napi_strict_equals(value.Env(), proto, TensorHandle::prototype.Value(), &same) == napi_ok && same;
 }
 
 const at::Tensor& unwrapTensor(const Napi::Value& value, const std::string& what) {

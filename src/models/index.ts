@@ -1,4 +1,4 @@
-// Backbones by name: the built-in registry (iresnet18/34/50/100, mobilefacenet, feature-mlp), a way
+// Backbones by name: the built-in registry (iresnet18/34/50/100, mobilefacenet(-s1), feature-mlp), a way
 // to register more, and the public exports of src/models.
 import type { MemoryFormat } from '../torch/index.js';
 import type { Backbone } from './backbone.js';
@@ -13,7 +13,7 @@ export * from './feature-mlp.js';
 export * from './export-onnx.js';
 export * from './export-centers.js';
 
-export type BuiltinBackboneName = 'iresnet18' | 'iresnet34' | 'iresnet50' | 'iresnet100' | 'mobilefacenet' | 'feature-mlp';
+export type BuiltinBackboneName = 'iresnet18' | 'iresnet34' | 'iresnet50' | 'iresnet100' | 'mobilefacenet' | 'mobilefacenet-s1' | 'feature-mlp';
 
 export interface BackboneOptions {
   /** Embedding width D (default 512). */
@@ -54,24 +54,27 @@ function iresnetFactory(name: keyof typeof IRESNET_LAYERS): BackboneBuilder {
   };
 }
 
+function mobileFaceNetFactory(name: string, stemStride: 1 | 2): BackboneBuilder {
+  return (options) => {
+    noFeatureOptions(name, options);
+    if (options.dropout !== undefined && options.dropout !== 0) {
+      throw new Error(`backbone '${name}': dropout is not part of the architecture (got ${options.dropout}); leave it at 0`);
+    }
+    return new MobileFaceNet({
+      stemStride,
+      ...(options.embeddingSize !== undefined ? { embeddingSize: options.embeddingSize } : {}),
+      ...(options.inputSize !== undefined ? { inputSize: options.inputSize } : {}),
+    });
+  };
+}
+
 const registry = new Map<string, BackboneBuilder>([
   ['iresnet18', iresnetFactory('iresnet18')],
   ['iresnet34', iresnetFactory('iresnet34')],
   ['iresnet50', iresnetFactory('iresnet50')],
   ['iresnet100', iresnetFactory('iresnet100')],
-  [
-    'mobilefacenet',
-    (options) => {
-      noFeatureOptions('mobilefacenet', options);
-      if (options.dropout !== undefined && options.dropout !== 0) {
-        throw new Error(`backbone 'mobilefacenet': dropout is not part of the architecture (got ${options.dropout}); leave it at 0`);
-      }
-      return new MobileFaceNet({
-        ...(options.embeddingSize !== undefined ? { embeddingSize: options.embeddingSize } : {}),
-        ...(options.inputSize !== undefined ? { inputSize: options.inputSize } : {}),
-      });
-    },
-  ],
+  ['mobilefacenet', mobileFaceNetFactory('mobilefacenet', 2)],
+  ['mobilefacenet-s1', mobileFaceNetFactory('mobilefacenet-s1', 1)],
   [
     'feature-mlp',
     (options) => {

@@ -138,18 +138,26 @@ export interface MobileFaceNetOptions {
   scale?: number;
   /** Input side (square) or [height, width] (default 112). */
   inputSize?: number | readonly [number, number];
+  /**
+   * Stride of the stem conv (default 2, as insightface). 1 keeps the first stage at full
+   * resolution, which suits small inputs (<= 64 px): a 32 px image then reaches the GDC head at 4x4
+   * instead of 2x2.
+   */
+  stemStride?: 1 | 2;
 }
 
 /**
  * MobileFaceNet. Input [N, 3, H, W]; the stem and three DepthWise units halve the spatial size
  * (rounding up), so the GDC kernel is [ceil(H/16), ceil(W/16)]: 7x7 at 112x112, as in insightface.
- * Other sizes work; only the GDC depthwise weight's shape changes with them.
+ * Other sizes work; only the GDC depthwise weight's shape changes with them. With `stemStride: 1`
+ * the stem keeps the size and the kernel is [ceil(H/8), ceil(W/8)].
  */
 export class MobileFaceNet extends Module implements Backbone {
   readonly embeddingSize: number;
   readonly inputShape: readonly [number, number, number];
   readonly blocks: readonly [number, number, number, number];
   readonly scale: number;
+  readonly stemStride: 1 | 2;
   /** Spatial size entering the GDC head. */
   readonly featureMapSize: readonly [number, number];
   /** insightface's `layers` ModuleList (applied in order). */
@@ -168,16 +176,20 @@ export class MobileFaceNet extends Module implements Backbone {
     }
     const scale = options.scale ?? 2;
     if (!Number.isInteger(scale) || scale < 1) throw new Error(`MobileFaceNet: scale must be a positive integer, got ${scale}`);
+    const stemStride = options.stemStride ?? 2;
+    if (stemStride !== 1 && stemStride !== 2) throw new Error(`MobileFaceNet: stemStride must be 1 or 2, got ${String(stemStride)}`);
     const [height, width] = imageSize(options.inputSize ?? 112, 'MobileFaceNet');
     this.embeddingSize = embeddingSize;
     this.inputShape = [3, height, width];
     this.blocks = [blocks[0], blocks[1], blocks[2], blocks[3]];
     this.scale = scale;
-    this.featureMapSize = [halve(halve(halve(halve(height)))), halve(halve(halve(halve(width))))];
+    this.stemStride = stemStride;
+    const stem = (side: number): number => (stemStride === 2 ? halve(side) : side);
+    this.featureMapSize = [halve(halve(halve(stem(height)))), halve(halve(halve(stem(width))))];
 
     const c64 = 64 * scale;
     const c128 = 128 * scale;
-    this.layers = this.registerModule('layers', new Sequential(new MfnConvBlock(3, c64, { kernel: 3, stride: 2, padding: 1 })));
+    this.layers = this.registerModule('layers', new Sequential(new MfnConvBlock(3, c64, { kernel: 3, stride: stemStride, padding: 1 })));
     // The group counts below are insightface's literal values; they do not follow `scale`.
     if (blocks[0] === 1) this.layers.append(new MfnConvBlock(c64, c64, { kernel: 3, stride: 1, padding: 1, groups: 64 }));
     else this.layers.append(new MfnResidual(c64, blocks[0], 128));
@@ -214,6 +226,11 @@ export class MobileFaceNet extends Module implements Backbone {
 /** arcface_torch `get_mbf`: blocks (1, 4, 6, 2), scale 2. */
 export function mobileFaceNet(options: Omit<MobileFaceNetOptions, 'blocks' | 'scale'> = {}): MobileFaceNet {
   return new MobileFaceNet({ ...options, blocks: [1, 4, 6, 2], scale: 2 });
+}
+
+/** `get_mbf` with a stride-1 stem: for inputs of 64 px and less (see MobileFaceNetOptions.stemStride). */
+export function mobileFaceNetS1(options: Omit<MobileFaceNetOptions, 'blocks' | 'scale' | 'stemStride'> = {}): MobileFaceNet {
+  return new MobileFaceNet({ ...options, blocks: [1, 4, 6, 2], scale: 2, stemStride: 1 });
 }
 
 /** arcface_torch `get_mbf_large`: blocks (2, 8, 12, 4), scale 4. */

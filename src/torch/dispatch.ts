@@ -13,13 +13,20 @@ function toNative(arg: OpArg): NativeArg {
   return arg as NativeArg;
 }
 
+// One array per call, filled in a plain loop (this runs for every operator call).
+function packArgs(args: readonly OpArg[]): NativeArg[] {
+  const packed: NativeArg[] = new Array(args.length);
+  for (let i = 0; i < args.length; i++) packed[i] = toNative(args[i]);
+  return packed;
+}
+
 function isNativeTensor(value: NativeValue): value is NativeTensor {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function fromNative(value: NativeValue): OpResult {
-  if (Array.isArray(value)) return value.map(fromNative);
   if (isNativeTensor(value)) return Tensor.fromHandle(value);
+  if (Array.isArray(value)) return value.map(fromNative);
   return value;
 }
 
@@ -90,9 +97,9 @@ export class Op {
   }
 
   call(args: readonly OpArg[]): OpResult {
-    const nativeArgs = args.map(toNative);
-    if (activeProfile === null) return fromNative(native.opCall(this.resolve(), nativeArgs));
-    const id = this.resolve();
+    const nativeArgs = packArgs(args);
+    const id = this.id >= 0 ? this.id : this.resolve();
+    if (activeProfile === null) return fromNative(native.opCall(id, nativeArgs));
     const start = process.hrtime.bigint();
     const out = native.opCall(id, nativeArgs);
     record(this.key, start);
@@ -111,8 +118,10 @@ export class Op {
 
   /** Calls an in-place operator on `self` (args[0]); returns `self` and drops the aliasing handle. */
   inPlace(self: Tensor, ...rest: OpArg[]): Tensor {
-    const nativeArgs = [self.handle, ...rest.map(toNative)];
-    const id = this.resolve();
+    const nativeArgs: NativeArg[] = new Array(rest.length + 1);
+    nativeArgs[0] = self.handle;
+    for (let i = 0; i < rest.length; i++) nativeArgs[i + 1] = toNative(rest[i]);
+    const id = this.id >= 0 ? this.id : this.resolve();
     const start = activeProfile === null ? 0n : process.hrtime.bigint();
     const out = native.opCall(id, nativeArgs);
     if (activeProfile !== null) record(this.key, start);

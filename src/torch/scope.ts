@@ -76,6 +76,10 @@ function openFrame(): ScopeFrame {
 
 // Removes the frame from the stack (an async scope need not be the innermost when it ends).
 function closeFrame(frame: ScopeFrame): void {
+  if (frames[frames.length - 1] === frame) {
+    frames.pop();
+    return;
+  }
   const index = frames.lastIndexOf(frame);
   if (index >= 0) frames.splice(index, 1);
 }
@@ -88,6 +92,10 @@ function discardFrame(frame: ScopeFrame): void {
 
 // After success: tensors reachable from the result survive and move to the enclosing scope.
 function finishFrame<T>(frame: ScopeFrame, result: T): T {
+  if (result === undefined || result === null) {
+    for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
+    return result;
+  }
   const survivors = collectDisposables(result);
   const parent = frames[frames.length - 1];
   for (const tensor of frame.tracked) {

@@ -40,7 +40,10 @@ function bytesToTyped(buffer: ArrayBuffer, dtype: DType): TypedArray {
 }
 
 export class Tensor implements Disposable {
-  readonly [TENSOR_MARK] = true;
+  // On the prototype, not an instance field: a field is defined on every tensor an operator returns.
+  get [TENSOR_MARK](): true {
+    return true;
+  }
   private nativeHandle: NativeTensor | null;
 
   private constructor(handle: NativeTensor) {

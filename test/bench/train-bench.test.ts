@@ -76,6 +76,12 @@ test('bench train --json --nproc 2 runs launched workers and reports rank 0', as
   assert.ok((report.phases as Record<string, number>).comm > 0, 'two workers all-reduce the backbone gradients');
 });
 
+test('bench train --model mobilefacenet-s1: the small-input backbone, ours and the PyTorch peer', async () => {
+  const report = await runJson(['--model', 'mobilefacenet-s1', '--image-size', '32', '--batch', '4', '--steps', '1', '--json', '--classes', '64', '--rounds', '1']);
+  checkReport(report, { model: 'mobilefacenet-s1', nproc: 1, batch: 4, torchMalloc: 'cached', rounds: 1 });
+  assert.equal(report.image_size, 32);
+});
+
 test('bench train rejects unknown options and bad values, naming them', async () => {
   await assert.rejects(benchTrain(['--modle', 'iresnet18']), /unknown option --modle/);
   await assert.rejects(benchTrain(['--model', 'resnet9000']), /--model must be one of iresnet18, mobilefacenet/);

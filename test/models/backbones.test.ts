@@ -243,6 +243,29 @@ test('other input sizes: the fc input is 512 * ceil(H/16) * ceil(W/16); the GDC 
   });
 });
 
+test('mobilefacenet-s1 keeps the stem at full resolution: a 32 px input reaches the GDC head at 4x4', () => {
+  const small = createBackbone('mobilefacenet-s1', { inputSize: 32, embeddingSize: 16 }) as MobileFaceNet;
+  const plain = createBackbone('mobilefacenet', { inputSize: 32, embeddingSize: 16 }) as MobileFaceNet;
+  try {
+    assert.equal(small.stemStride, 1);
+    assert.deepEqual(small.featureMapSize, [4, 4]);
+    assert.deepEqual(plain.featureMapSize, [2, 2]);
+    const gdc = small.stateDictSpec().find((s) => s.name === 'features.layers.0.layers.0.weight');
+    assert.deepEqual(gdc?.shape, [512, 1, 4, 4]);
+    // Same layers and names as mobilefacenet; only the GDC kernel grows with the feature map.
+    const names = (m: MobileFaceNet): string[] => m.stateDictSpec().map((s) => s.name);
+    assert.deepEqual(names(small), names(plain));
+    assert.equal(small.numParameters() - plain.numParameters(), 512 * (16 - 4));
+    assert.deepEqual(forwardShape(small, 2), [2, 16]);
+    withModel(new MobileFaceNet({ inputSize: [40, 24], stemStride: 1 }), (model) => assert.deepEqual(model.featureMapSize, [5, 3]));
+  } finally {
+    small.dispose();
+    plain.dispose();
+  }
+  assert.throws(() => new MobileFaceNet({ stemStride: 3 as 1 }), /stemStride must be 1 or 2, got 3/);
+  assert.throws(() => createBackbone('mobilefacenet-s1', { dropout: 0.1 }), /mobilefacenet-s1': dropout is not part of the architecture/);
+});
+
 test('wrong input shapes are rejected with the expected shape in the message', () => {
   withModel(new IResNet({ layers: [1, 1, 1, 1], inputSize: 32 }), (model) => {
     assert.throws(() => tidy(() => model.call(F.zeros([2, 3, 112, 112]))), /IResNet: expected input \[N, 3, 32, 32\], got \[2, 3, 112, 112\]/);
@@ -325,7 +348,7 @@ test('train mode updates BN running statistics and uses batch statistics; eval m
 // ---- registry and custom backbones -------------------------------------------------------------------
 
 test('createBackbone knows the built-ins, rejects unknown names and misplaced options', () => {
-  assert.deepEqual(backboneNames().slice(0, 6), ['iresnet18', 'iresnet34', 'iresnet50', 'iresnet100', 'mobilefacenet', 'feature-mlp']);
+  assert.deepEqual(backboneNames().slice(0, 7), ['iresnet18', 'iresnet34', 'iresnet50', 'iresnet100', 'mobilefacenet', 'mobilefacenet-s1', 'feature-mlp']);
   assert.throws(() => createBackbone('resnet50'), /unknown backbone 'resnet50' \(available: iresnet18, iresnet34/);
   assert.throws(() => createBackbone('mobilefacenet', { dropout: 0.2 }), /mobilefacenet': dropout is not part of the architecture/);
   assert.throws(() => createBackbone('feature-mlp'), /inputDim .* is required/);

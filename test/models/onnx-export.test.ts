@@ -90,6 +90,20 @@ test('mobilefacenet at 112x112: onnxruntime output matches the libtorch eval for
   }
 });
 
+test('mobilefacenet-s1 at 32x32: onnxruntime output matches the libtorch eval forward to 1e-4 (batch 2)', async () => {
+  manualSeed(25);
+  const model = createBackbone('mobilefacenet-s1', { inputSize: 32, embeddingSize: 64 });
+  try {
+    randomizeForInference(model);
+    model.eval();
+    const { diff, scale } = await parity(model, 2);
+    assert.ok(scale > 0.5, `outputs are non-trivial (max |y| = ${scale})`);
+    assert.ok(diff <= TOLERANCE, `max |onnx - torch| = ${diff}`);
+  } finally {
+    model.dispose();
+  }
+});
+
 test('the parity check is sensitive: a changed running statistic after export breaks it', async () => {
   manualSeed(23);
   const model = new IResNet({ layers: [1, 1, 1, 1], inputSize: 32, embeddingSize: 16 });
