@@ -8,3 +8,4 @@ registerCommand('eval', 'verification on insightface .bin files: plsc eval --che
 registerCommand('train', 'training: plsc train --config file.yaml [--set key=value ...] [--nproc N]', async () => (await import('../train/cli.js')).trainCommand);
 registerCommand('reshard', 're-split a checkpoint\'s FC shards: plsc reshard --checkpoint DIR --world-size M --out DIR', async () => (await import('../train/cli.js')).reshardCommand);
 registerCommand('demo', 'train on synthetic identities, verify, export, print the serve command: plsc demo [--quick]', async () => (await import('../train/cli.js')).demoCommand);
+registerCommand('grow', 'append classes to a checkpoint (imprinted from images): plsc grow --checkpoint DIR --add N [--images DIR] --out DIR', async () => (await import('../train/grow-cli.js')).growCommand);
