@@ -62,3 +62,7 @@ export * from './train/demo.js';
 export * from './train/cli.js';
 export * from './train/grow.js';
 export * from './train/grow-cli.js';
+export * from './train/measured-activations.js';
+export * from './train/activation-memory.js';
+export * from './train/plan.js';
+export * from './train/plan-cli.js';
