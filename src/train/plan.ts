@@ -8,7 +8,7 @@ import { backboneFromSpec } from './backbone-spec.js';
 import { resolveConfig } from './config.js';
 import { measureActivationBytesPerSample, recordedActivation } from './activation-memory.js';
 
-export type ClassStorage = 'float32' | 'bfloat16' | 'float16';
+export type PlanStorage = 'float32' | 'bfloat16' | 'float16';
 
 export interface PlanOptions {
   classes: number;
@@ -16,7 +16,7 @@ export interface PlanOptions {
   /** Images per worker per step. */
   batch: number;
   sampleRate: number;
-  storage?: ClassStorage;
+  storage?: PlanStorage;
   /** Workers of the whole job (the class shards). Default 1. */
   workers?: number;
   /** Workers on this machine (default: all of them). */
@@ -34,7 +34,7 @@ export interface MemoryPlan {
   emb: number;
   batch: number;
   sample_rate: number;
-  storage: ClassStorage;
+  storage: PlanStorage;
   workers: number;
   workers_here: number;
   model: string;
@@ -73,7 +73,7 @@ export interface MemoryPlan {
   fits: boolean;
 }
 
-const STORAGE_BYTES: Record<ClassStorage, number> = { float32: 4, bfloat16: 2, float16: 2 };
+const STORAGE_BYTES: Record<PlanStorage, number> = { float32: 4, bfloat16: 2, float16: 2 };
 const FLOAT32 = 4;
 const INT64 = 8;
 const INT32 = 4;
