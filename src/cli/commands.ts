@@ -9,3 +9,5 @@ registerCommand('train', 'training: plsc train --config file.yaml [--set key=val
 registerCommand('reshard', 're-split a checkpoint\'s FC shards: plsc reshard --checkpoint DIR --world-size M --out DIR', async () => (await import('../train/cli.js')).reshardCommand);
 registerCommand('demo', 'train on synthetic identities, verify, export, print the serve command: plsc demo [--quick]', async () => (await import('../train/cli.js')).demoCommand);
 registerCommand('checkpoint', 'check a checkpoint\'s files (sha256, headers, finite values): plsc checkpoint verify DIR', async () => (await import('../train/checkpoint-cli.js')).checkpointCommand);
+registerCommand('grow', 'append classes to a checkpoint (imprinted from images): plsc grow --checkpoint DIR --add N [--images DIR] --out DIR', async () => (await import('../train/grow-cli.js')).growCommand);
+registerCommand('plan', 'memory per worker of a run, and whether it fits here: plsc plan --classes N --emb D --batch B --sample-rate R [--workers W]', async () => (await import('../train/plan-cli.js')).planCommand);
