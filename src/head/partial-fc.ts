@@ -15,6 +15,7 @@ import { customFunction } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { storeRows, CLASS_STORAGES, type ClassStorage } from '../torch/fused.js';
 import { ProcessGroup } from '../distributed/process-group.js';
+import { agreeOnInput } from '../distributed/agree.js';
 import { CombinedMarginLoss, marginForLossType } from './margin.js';
 import { sampleClasses, sampledClassCount } from './class-sampler.js';
 import { shardLayout, type ShardLayout } from './shard-layout.js';
@@ -77,22 +78,6 @@ export interface PartialFCOutput {
   /** Number of class centres of this shard used in the step. */
   numSampled: number;
 }
-
-interface LabelStatus {
-  code: number;
-  index: number;
-  value: number;
-  batch: number;
-}
-
-const LABEL_ERRORS: Record<number, string> = {
-  1: 'labels must be an int64 or int32 tensor',
-  2: 'labels must be a 1-d tensor with one label per embedding',
-  3: 'negative label',
-  4: 'label out of range',
-  5: 'non-integer label',
-  6: 'embeddings have the wrong shape',
-};
 
 const DEFAULT_TILE_ROWS = 4096;
 // Rows initialized at a time into a 16-bit store (a float32 tile of them exists at once).
@@ -186,63 +171,35 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     this.fusedSgd = resolved;
   }
 
-  // Validates labels locally, then exchanges a status with every rank, so that all ranks raise the
-  // same error before any large collective (none is left waiting for a peer that gave up).
-  private exchangeLabelStatus(embeddings: Tensor, labels: Tensor): { batchSizes: number[]; localLabels: number[] } {
-    const status: LabelStatus = { code: 0, index: -1, value: 0, batch: 0 };
-    let values: number[] = [];
+  // What is wrong with this rank's input, or null (see agreeOnInput: every rank raises it).
+  private inputProblem(embeddings: Tensor, labels: Tensor): string | null {
     const shape = embeddings.shape;
-    if (shape.length !== 2 || shape[1] !== this.embeddingSize) {
-      status.code = 6;
-      status.value = shape[1] ?? -1;
-    } else {
-      status.batch = shape[0] as number;
-      const dtype = labels.dtype;
-      if (labels.ndim !== 1 || labels.numel !== status.batch) {
-        status.code = 2;
-        status.value = labels.numel;
-      } else {
-        values = labels.toArray();
-        const integral = dtype === 'int64' || dtype === 'int32';
-        for (let i = 0; i < values.length && status.code === 0; i++) {
-          const v = values[i] as number;
-          if (!Number.isInteger(v)) Object.assign(status, { code: 5, index: i, value: v });
-          else if (v < 0) Object.assign(status, { code: 3, index: i, value: v });
-          else if (v >= this.numClasses) Object.assign(status, { code: 4, index: i, value: v });
-        }
-        if (status.code === 0 && !integral) Object.assign(status, { code: 1, value: 0 });
-      }
+    if (shape.length !== 2 || shape[1] !== this.embeddingSize) return `embeddings have the wrong shape [${shape.join(', ')}] (expected [batch, ${this.embeddingSize}])`;
+    if (labels.ndim !== 1 || labels.numel !== shape[0]) return `labels must be a 1-d tensor with one label per embedding (got ${labels.numel} labels)`;
+    const values = labels.toArray();
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i] as number;
+      if (!Number.isInteger(v)) return `non-integer label: labels[${i}] = ${v}`;
+      if (v < 0) return `negative label: labels[${i}] = ${v}`;
+      if (v >= this.numClasses) return `label out of range: labels[${i}] = ${v} (numClasses is ${this.numClasses})`;
     }
-    const gathered = tidy(() => {
-      const local = F.tensor([status.code, status.index, status.value, status.batch], { dtype: 'float64' });
-      return this.group.allGather(local).wait().toArray();
-    });
-    const batchSizes: number[] = [];
-    for (let r = 0; r < this.group.worldSize; r++) {
-      const [code, index, value, batch] = gathered.slice(4 * r, 4 * r + 4) as [number, number, number, number];
-      batchSizes.push(batch);
-      if (code === 0) continue;
-      const where = this.group.worldSize > 1 ? ` on rank ${r}` : '';
-      let detail = '';
-      if (code === 3 || code === 4 || code === 5) detail = `: labels[${index}] = ${value}${code === 4 ? ` (numClasses is ${this.numClasses})` : ''}`;
-      else if (code === 1) detail = r === this.group.rank ? ` (got ${labels.dtype})` : '';
-      else if (code === 2) detail = ` (got ${value} labels)`;
-      else if (code === 6) detail = ` (expected [batch, ${this.embeddingSize}])`;
-      throw new RangeError(`PartialFC: ${LABEL_ERRORS[code] ?? 'bad input'}${where}${detail}`);
-    }
-    return { batchSizes, localLabels: values };
+    if (labels.dtype !== 'int64' && labels.dtype !== 'int32') return `labels must be an int64 or int32 tensor (got ${labels.dtype})`;
+    return null;
   }
 
   forward(localEmbeddings: Tensor, localLabels: Tensor): PartialFCOutput {
-    const { batchSizes } = this.exchangeLabelStatus(localEmbeddings, localLabels);
+    agreeOnInput(this.group, this.inputProblem(localEmbeddings, localLabels), 'PartialFC');
+    // Gathered labels give the local batch sizes, the sampled set and which targets this shard owns.
+    const { batchSizes, globalLabels } = tidy(() => {
+      const perRank = this.group.allGatherList(localLabels.to('int64'), { uneven: true }).wait();
+      return { batchSizes: perRank.map((t) => t.numel), globalLabels: perRank.flatMap((t) => t.toArray()) };
+    });
     const globalBatch = batchSizes.reduce((a, b) => a + b, 0);
     if (globalBatch === 0) throw new RangeError('PartialFC: the global batch is empty');
     const rowStart = batchSizes.slice(0, this.group.rank).reduce((a, b) => a + b, 0);
     const localBatch = batchSizes[this.group.rank] as number;
     const { numLocalClasses, classOffset } = this.layout;
 
-    // Gathered labels decide the sampled set and which targets this shard owns.
-    const globalLabels = tidy(() => this.group.allGather(localLabels.to('int64'), { uneven: true }).wait().toArray());
     const owned: { row: number; localClass: number }[] = [];
     for (let row = 0; row < globalLabels.length; row++) {
       const local = (globalLabels[row] as number) - classOffset;
