@@ -21,6 +21,8 @@ import { sampleClasses, sampledClassCount } from './class-sampler.js';
 import { shardLayout, type ShardLayout } from './shard-layout.js';
 import { HeadStep } from './head-step.js';
 
+export { CLASS_STORAGES, type ClassStorage } from '../torch/fused.js';
+
 /** How the shard's weights are updated. */
 export interface FusedSgdOptions {
   lr: number;
