@@ -1,6 +1,7 @@
 // Fused CPU kernels of the sharded classification head; see head_kernels.h for what each computes.
 // Inner loops are branch-free over contiguous floats so the compiler vectorizes them; the hot
-// row functions are also built for AVX2 (picked at load time) next to the baseline build.
+// row functions are also built for Haswell's ISA (AVX2, F16C; picked at load time) next to the
+// baseline build.
 #pragma GCC optimize("O3")
 
 #include "head_kernels.h"
@@ -19,7 +20,7 @@ namespace head {
 namespace {
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PLSC_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define PLSC_VECTOR_CLONES __attribute__((target_clones("arch=haswell", "default")))
 #else
 #define PLSC_VECTOR_CLONES
 #endif
@@ -100,10 +101,23 @@ struct BF16Row {
     p[i] = static_cast<uint16_t>(kept);
   }
 };
+// Round to nearest even. The compiler's _Float16 conversions vectorize (F16C); else c10's bit code.
 struct F16Row {
   using T = uint16_t;
+#if defined(__FLT16_MAX__)
+  static PLSC_INLINE float load(const T* p, int64_t i) {
+    _Float16 h;
+    std::memcpy(&h, p + i, sizeof h);
+    return static_cast<float>(h);
+  }
+  static PLSC_INLINE void store(T* p, int64_t i, float v, uint32_t) {
+    const _Float16 h = static_cast<_Float16>(v);
+    std::memcpy(p + i, &h, sizeof h);
+  }
+#else
   static PLSC_INLINE float load(const T* p, int64_t i) { return c10::detail::fp16_ieee_to_fp32_value(p[i]); }
   static PLSC_INLINE void store(T* p, int64_t i, float v, uint32_t) { p[i] = c10::detail::fp16_ieee_from_fp32_value(v); }
+#endif
 };
 
 template <typename Row>
