@@ -1,6 +1,6 @@
 // Fused CPU kernels of the sharded classification head; see head_kernels.h for what each computes.
 // Inner loops are branch-free over contiguous floats so the compiler vectorizes them; the hot
-// row functions are also built for Haswell's ISA (AVX2, F16C; picked at load time) next to the
+// row functions are also built for x86-64-v3 (AVX2, FMA, F16C; picked at load time by the CPU's features) next to the
 // baseline build.
 #pragma GCC optimize("O3")
 
@@ -20,7 +20,7 @@ namespace head {
 namespace {
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PLSC_VECTOR_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define PLSC_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define PLSC_VECTOR_CLONES
 #endif
