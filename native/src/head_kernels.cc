@@ -1,8 +1,9 @@
 // Fused CPU kernels of the sharded classification head; see head_kernels.h for what each computes.
 // Inner loops are branch-free over contiguous floats so the compiler vectorizes them; the hot
-// row functions are also built for x86-64-v3 (AVX2, FMA, F16C; picked at load time by the CPU's features) next to the
-// baseline build.
-#pragma GCC optimize("O3")
+// row functions are also built for x86-64-v3 (AVX2, F16C; picked at load time by the CPU's
+// features) next to the baseline build. No fused multiply-add contraction: both builds, and the
+// references, round every product, so results do not depend on the CPU (exact resume anywhere).
+#pragma GCC optimize("O3", "fp-contract=off")
 
 #include "head_kernels.h"
 
