@@ -1155,6 +1155,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("config", Napi::Function::New(env, plsc::Config));
   plsc::initC10d(env, exports);
   plsc::initLifeline(env, exports);
+  plsc::initHeadKernels(env, exports);
   return exports;
 }
 

@@ -9,7 +9,7 @@ import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import type { DType } from '../torch/native.js';
 import { readSafetensorsHeader, type SafetensorsDType } from '../torch/safetensors.js';
-import { shardLayout } from '../head/partial-fc.js';
+import { shardLayout } from '../head/shard-layout.js';
 import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
 import { assertFiniteTensor, verifyCheckpointFile } from '../train/checkpoint-integrity.js';
 

@@ -13,7 +13,7 @@ import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { readSafetensorsHeader, saveSafetensors } from '../torch/safetensors.js';
-import { shardLayout } from '../head/partial-fc.js';
+import { shardLayout } from '../head/shard-layout.js';
 import type { DataOrderState } from '../data/sampler.js';
 import { collectDigests, loadVerifiedCheckpointFile, verifyCheckpointFile, writeDigestSidecar, type FileDigest } from './checkpoint-integrity.js';
 import { withDiskErrors } from './disk.js';
