@@ -3,11 +3,12 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { formatBytes, shellQuote, shown } from '../cli/format.js';
-import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli/args.js';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
 import { withStopSignals } from '../cli/signals.js';
 import type { TrainSummary } from './entry.js';
 import type { TrainConfig } from './config.js';
 import type { DemoOptions, DemoResult } from './demo.js';
+import { CLASS_STORAGES } from './class-storage.js';
 
 function command(...words: string[]): string {
   return words.map(shellQuote).join(' ');
@@ -107,15 +108,18 @@ export async function trainCommand(argv: string[]): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // plsc reshard
 
-export const RESHARD_USAGE = `usage: plsc reshard --checkpoint DIR --world-size M --out DIR
+export const RESHARD_USAGE = `usage: plsc reshard --checkpoint DIR --world-size M --out DIR [--storage DTYPE]
 
   --checkpoint DIR   a step-XXXXXXXX checkpoint, or a checkpoint directory (its newest step)  (required)
   --world-size M     workers the copy is split for                                          (required)
   --out DIR          where the re-sharded copy goes (must differ from --checkpoint)         (required)
+  --storage DTYPE    float32, bfloat16 or float16: the dtype of the copy's class weights and
+                     momentum (default: the checkpoint's; to 16 bits rounds to nearest even)
 
 Writes a copy of the checkpoint whose FC shards (class weights and their momentum) are split for M
-workers; backbone and optimizer state are copied as they are. Resuming with another worker count
-does this by itself; use this to prepare a checkpoint offline (e.g. for another cluster).`;
+workers, streamed a tile of rows at a time; backbone and optimizer state are copied as they are.
+Resuming with another worker count or class storage does this by itself; use this to prepare a
+checkpoint offline (e.g. for another cluster).`;
 
 function describeShards(rows: readonly { rank: number; rows: number }[]): string {
   const counts = rows.map((r) => r.rows);
@@ -129,11 +133,13 @@ export async function reshardCommand(argv: string[]): Promise<number> {
     checkpoint: { type: 'string' },
     'world-size': { type: 'string' },
     out: { type: 'string' },
+    storage: { type: 'string' },
   } as const;
   return runCommand({ name: 'reshard', usage: RESHARD_USAGE, options }, argv, async ({ values }) => {
     const checkpoint = required(values.checkpoint, 'checkpoint');
     const out = required(values.out, 'out');
     const worldSize = required(integerFlag(values['world-size'], 'world-size', 1), 'world-size');
+    const storage = values.storage === undefined ? undefined : oneOf(values.storage, 'storage', CLASS_STORAGES);
     const { readMeta, reshardCheckpoint, resolveCheckpointDir, shardSummary } = await import('./checkpoint.js');
     const source = resolveCheckpointDir(checkpoint);
     // reshardCheckpoint replaces --out: only ever an earlier checkpoint, never some other directory.
@@ -142,11 +148,12 @@ export async function reshardCommand(argv: string[]): Promise<number> {
     }
     const before = readMeta(source);
     const beforeShards = shardSummary(source, before);
-    const after = reshardCheckpoint(source, worldSize, out);
+    const after = reshardCheckpoint(source, worldSize, out, storage === undefined ? {} : { storage });
     const afterShards = shardSummary(out, after);
     console.log(`plsc reshard: ${shown(source)} (step ${before.step}, ${before.numClasses} classes x ${before.embeddingSize}, ${before.lossType}) -> ${shown(out)}`);
     console.log(`  before  ${describeShards(beforeShards)}`);
     console.log(`  after   ${describeShards(afterShards)}`);
+    if (after.classStorage !== (before.classStorage ?? 'float32')) console.log(`  storage ${before.classStorage ?? 'float32'} -> ${after.classStorage} (class weights and momentum)`);
     console.log(`resume with ${after.worldSize} worker${after.worldSize === 1 ? '' : 's'}: ${command('plsc', 'train', '--config', 'CONFIG.yaml', '--set', `resume=${shown(out)}`, '--nproc', String(after.worldSize))}`);
     return 0;
   });

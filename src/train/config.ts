@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { LOSS_TYPES } from '../head/margin.js';
+import { CLASS_STORAGES, type ClassStorage } from './class-storage.js';
 
 /** Where training images come from. */
 export type DatasetSpec =
@@ -65,6 +66,8 @@ export interface TrainConfig {
   workers: number;
   /** Class chunk for the head (null: the whole shard at once). */
   headChunkSize: number | null;
+  /** dtype of the head's class weights and momentum: float32, or bfloat16/float16 (half the bytes per class). */
+  classStorage: ClassStorage;
   /** Resume from this checkpoint directory ('latest' = the newest in checkpointDir; null = fresh). */
   resume: string | null;
   /** Decode threads etc. are sized by the loader; this bounds prefetched batches. */
@@ -105,6 +108,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   seed: 0,
   workers: 1,
   headChunkSize: null,
+  classStorage: 'float32',
   resume: null,
   prefetchBatches: 2,
 };
@@ -207,6 +211,7 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   seed: nonNegativeInt,
   workers: positiveInt,
   headChunkSize: nullable(positiveInt),
+  classStorage: oneOf(CLASS_STORAGES),
   resume: nullable(string),
   prefetchBatches: nonNegativeInt,
 };

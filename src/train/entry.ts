@@ -9,6 +9,7 @@ import { loadSafetensors } from '../torch/safetensors.js';
 import { tidy } from '../torch/scope.js';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
+import type { ClassStorage } from './class-storage.js';
 import type { Backbone } from '../models/index.js';
 import { backboneFromSpec, type ConfigBackboneFactory } from './backbone-spec.js';
 import { decodeToRgb } from '../data/image.js';
@@ -149,6 +150,10 @@ export class Entry {
   }
   setHeadChunkSize(classes: number | null): this {
     return this.set('headChunkSize', classes);
+  }
+  /** Store the head's class weights and momentum as float32 (default), bfloat16 or float16. */
+  setClassStorage(storage: ClassStorage): this {
+    return this.set('classStorage', storage);
   }
 
   /** The complete, validated configuration. */

@@ -24,7 +24,8 @@ import type { SampleSource } from '../data/source.js';
 import type { Backbone } from '../models/index.js';
 import { backboneFromSpec } from './backbone-spec.js';
 import { derivedSchedule, type DatasetSpec, type TrainConfig } from './config.js';
-import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.js';
+import { loadShardInto, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.js';
+import { classStorageOf } from './class-storage.js';
 import { ProgressReporter } from './progress.js';
 import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from './validation.js';
@@ -125,6 +126,12 @@ export function imagesToTensor(batch: ImageBatch): Tensor {
   });
 }
 
+// The head takes `classStorage` once 16-bit class storage lands in PartialFCOptions; given as a
+// spread so this compiles against either version of the options.
+function classStorageOption(config: TrainConfig): { classStorage?: TrainConfig['classStorage'] } {
+  return config.classStorage === 'float32' ? {} : { classStorage: config.classStorage };
+}
+
 export class Trainer {
   readonly config: TrainConfig;
   readonly group: ProcessGroup;
@@ -164,6 +171,7 @@ export class Trainer {
       update: sharded ? 'fused' : 'dense',
       ...(sharded ? { fusedSgd: { lr: this.schedule.baseLr, momentum: config.momentum, weightDecay: config.weightDecay } } : {}),
       computeAccuracy: config.calcAcc,
+      ...classStorageOption(config),
     });
     const replicated = sharded ? backbone.parameters() : [...backbone.parameters(), ...this.head.parameters()];
     this.dataParallel = group.worldSize > 1 ? new DataParallel(replicated, { group }) : null;
@@ -220,8 +228,9 @@ export class Trainer {
       if (existsSync(optimizerFile)) {
         this.optimizer.loadStateDict(unpackOptimizerState(loadSafetensors(optimizerFile), readSafetensorsMetadata(optimizerFile)));
       }
-      const shard = this.sharded ? loadShard(dir, meta, this.group.rank, this.group.worldSize) : loadShard(dir, meta, 0, 1);
-      this.head.loadStateDict(shard);
+      // Streamed into the head's own tensors, converted to its class storage dtype tile by tile.
+      if (this.sharded) loadShardInto(dir, meta, this.group.rank, this.group.worldSize, this.head.stateDict());
+      else loadShardInto(dir, meta, 0, 1, this.head.stateDict());
     });
     this.step = meta.step;
     this.head.samplerStep = meta.samplerStep;
@@ -250,6 +259,7 @@ export class Trainer {
           backbone: this.config.model,
           lossType: this.config.lossType,
           shardTensors: Object.keys(headState),
+          classStorage: classStorageOf(this.head.weight.dtype) ?? 'float32',
           config: { ...this.config } as Record<string, unknown>,
         },
         ...(rank === 0 ? { backbone: this.backbone.stateDict(), optimizer: packOptimizerState(this.optimizer.stateDict()) } : {}),
