@@ -60,3 +60,5 @@ export * from './eval/load-backbone.js';
 export * from './eval/cli.js';
 export * from './train/demo.js';
 export * from './train/cli.js';
+export * from './torch/safetensors-stream.js';
+export * from './train/shard-io.js';

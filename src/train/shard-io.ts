@@ -29,7 +29,7 @@ export interface ShardSet {
   storage: ClassStorage;
 }
 
-export interface TileOptions {
+export interface ShardTileOptions {
   /** Rows per read/convert/write (default: about 16 MiB of float32 rows). */
   tileRows?: number;
 }
@@ -40,7 +40,7 @@ function rowElementsOf(shape: readonly number[]): number {
   return shape.slice(1).reduce((n, d) => n * d, 1);
 }
 
-function tileRowsFor(rowElements: number, options: TileOptions): number {
+function tileRowsFor(rowElements: number, options: ShardTileOptions): number {
   const rows = options.tileRows ?? Math.max(1, Math.floor(DEFAULT_TILE_BYTES / (Math.max(1, rowElements) * 4)));
   if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`tileRows must be a positive integer, got ${rows}`);
   return rows;
@@ -149,7 +149,7 @@ function withReaders<T>(set: ShardSet, fn: (readers: ShardReaders) => T): T {
 }
 
 /** Rows [start, start + count) of every shard tensor, in the dtypes the files hold (the caller owns them). */
-export function readShardRows(set: ShardSet, start: number, count: number, options: TileOptions = {}): Record<string, Tensor> {
+export function readShardRows(set: ShardSet, start: number, count: number, options: ShardTileOptions = {}): Record<string, Tensor> {
   checkRange(set, start, count);
   return withReaders(set, (readers) => {
     const out: Record<string, Tensor> = {};
@@ -174,7 +174,7 @@ export function readShardRows(set: ShardSet, start: number, count: number, optio
  * head's state: same names, [rows, ...] each), converting each tile to the target's dtype: a
  * float32 checkpoint loads into a bfloat16 head and back without a full-size temporary.
  */
-export function loadShardRowsInto(set: ShardSet, start: number, targets: Record<string, Tensor>, options: TileOptions = {}): void {
+export function loadShardRowsInto(set: ShardSet, start: number, targets: Record<string, Tensor>, options: ShardTileOptions = {}): void {
   const names = Object.keys(targets);
   const missing = names.filter((n) => !set.tensorNames.includes(n));
   const unexpected = set.tensorNames.filter((n) => !names.includes(n));
@@ -206,7 +206,7 @@ export function loadShardRowsInto(set: ShardSet, start: number, targets: Record<
  * Writes rows [start, start + count) of every shard tensor to a new shard file at `path`, weight
  * and weight_momentum converted to `storage` (float32 to 16 bits rounds to nearest even).
  */
-export function writeShardFile(path: string, set: ShardSet, start: number, count: number, storage: ClassStorage, metadata: Record<string, string>, options: TileOptions = {}): void {
+export function writeShardFile(path: string, set: ShardSet, start: number, count: number, storage: ClassStorage, metadata: Record<string, string>, options: ShardTileOptions = {}): void {
   checkRange(set, start, count);
   withReaders(set, (readers) => {
     const specs = set.tensorNames.map((name) => {
