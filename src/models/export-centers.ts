@@ -13,11 +13,11 @@ export interface ExportCentersOptions {
   fp16?: boolean;
   /** Extra safetensors metadata. */
   metadata?: Record<string, string>;
-  /** Rows normalized and written at a time (default: about 16 MiB of float32 rows). */
+  /** Rows normalized and written at a time (default: about 4 MiB of float32 rows). */
   tileRows?: number;
 }
 
-const TILE_BYTES = 16 << 20;
+const TILE_BYTES = 4 << 20;
 
 export interface ExportCentersResult {
   numClasses: number;

@@ -16,7 +16,7 @@ import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
 export interface CheckpointCentersOptions {
   /** Store float16 (rows are normalized in float32 first). Default false: float32. */
   fp16?: boolean;
-  /** Rows normalized and written per step (default: about 16 MiB of float32 rows). */
+  /** Rows normalized and written per step (default: about 4 MiB of float32 rows). */
   chunkRows?: number;
   /** Extra safetensors metadata. */
   metadata?: Record<string, string>;
@@ -35,7 +35,7 @@ export interface CheckpointCentersResult {
 
 const READABLE: ReadonlySet<SafetensorsDType> = new Set<SafetensorsDType>(['F32', 'F16', 'BF16', 'F64']);
 
-const DEFAULT_CHUNK_BYTES = 16 << 20;
+const DEFAULT_CHUNK_BYTES = 4 << 20;
 
 /**
  * Writes the L2-normalized rows of the checkpoint's FC `weight` (all `meta.numClasses` classes,

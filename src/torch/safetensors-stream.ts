@@ -88,6 +88,15 @@ export class SafetensorsRowReader {
   }
 }
 
+// One staging buffer for every writer: append() fills and writes it before returning, so writers
+// never share it at the same time, and tile after tile reuses it instead of leaving garbage.
+let sharedStaging = new Uint8Array(0);
+
+function stagingBuffer(bytes: number): Uint8Array {
+  if (sharedStaging.length < bytes) sharedStaging = new Uint8Array(bytes);
+  return sharedStaging.subarray(0, bytes);
+}
+
 const FLOATING: ReadonlySet<DType> = new Set<DType>(['float32', 'float64', 'float16', 'bfloat16']);
 
 /**
@@ -105,7 +114,6 @@ export class SafetensorsStreamWriter {
   private fd: number | null;
   private current = 0;
   private rowsWritten = 0;
-  private staging = new Uint8Array(0);
 
   constructor(path: string, specs: readonly SafetensorsTensorSpec[], metadata?: Record<string, string>) {
     const layout = planSafetensorsLayout(specs, metadata, path);
@@ -146,9 +154,7 @@ export class SafetensorsStreamWriter {
     const count = entry.shape.length === 0 ? 1 : (given[0] as number);
     const total = entry.shape[0] ?? 1;
     if (this.rowsWritten + count > total) throw new SafetensorsError(this.path, `${this.rowsWritten + count} rows appended, the header says ${total}`, name);
-    const bytes = rows.numel * safetensorsElementBytes(entry.dtype);
-    if (this.staging.length < bytes) this.staging = new Uint8Array(bytes);
-    const staged = this.staging.subarray(0, bytes);
+    const staged = stagingBuffer(rows.numel * safetensorsElementBytes(entry.dtype));
     // The rows are copied into JavaScript memory, converted to the header's dtype on the way.
     const view = F.fromTypedArray(staged, given, dtype);
     try {

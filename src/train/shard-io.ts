@@ -30,11 +30,11 @@ export interface ShardSet {
 }
 
 export interface ShardTileOptions {
-  /** Rows per read/convert/write (default: about 16 MiB of float32 rows). */
+  /** Rows per read/convert/write (default: about 4 MiB of float32 rows). */
   tileRows?: number;
 }
 
-const DEFAULT_TILE_BYTES = 16 << 20;
+const DEFAULT_TILE_BYTES = 4 << 20;
 
 function rowElementsOf(shape: readonly number[]): number {
   return shape.slice(1).reduce((n, d) => n * d, 1);
@@ -103,20 +103,28 @@ function checkRange(set: ShardSet, start: number, count: number): void {
   }
 }
 
+// Tiles are read into one buffer reused by every call (each tile's tensor is disposed before the
+// next read), so streaming a shard leaves no tile-sized garbage behind for the GC to find late.
+let sharedReadStaging = new Uint8Array(0);
+
+function readStaging(bytes: number): Uint8Array {
+  if (sharedReadStaging.length < bytes) sharedReadStaging = new Uint8Array(bytes);
+  return sharedReadStaging;
+}
+
 /**
  * Calls `visit(tile, row)` for consecutive tiles of rows [start, start + count) of shard tensor
  * `name`, across however many shard files they span; `row` is the tile's first row relative to
  * `start`. The tile views a reused buffer: use it inside `visit` only.
  */
 function forEachTile(readers: ShardReaders, name: string, start: number, count: number, tileRows: number, visit: (tile: Tensor, row: number) => void): void {
-  let staging = new Uint8Array(0);
   readers.set.files.forEach((file, index) => {
     const from = Math.max(start, file.classOffset);
     const to = Math.min(start + count, file.classOffset + file.numLocalClasses);
     if (from >= to) return;
     const form = readers.form(name, index);
     const rowBytes = rowElementsOf([0, ...form.rowShape]) * safetensorsElementBytes(readers.reader(index).entry(name).dtype);
-    if (staging.length < tileRows * rowBytes) staging = new Uint8Array(tileRows * rowBytes);
+    const staging = readStaging(tileRows * rowBytes);
     for (let first = from; first < to; first += tileRows) {
       const rows = Math.min(tileRows, to - first);
       const tile = readers.reader(index).readRows(name, first - file.classOffset, rows, staging);
