@@ -180,6 +180,7 @@ plsc serve command. A few minutes on a 2-core machine.
   --lr X               learning rate per global batch of 512, PLSC's convention (default 0.1, cosine decay)
   --warmup-steps N     linear lr warmup steps (default 0)
   --pairs N            verification pairs of held-out identities (default 400)
+  --storage DTYPE      class weights and momentum of the head: float32 (default), bfloat16, float16
   --quick              a much smaller run (2000 identities, 60 steps of 8 images) to check the pipeline`;
 
 /** `plsc demo`. 0: done; 1: a phase failed; 2: usage error. */
@@ -196,6 +197,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     lr: { type: 'string' },
     'warmup-steps': { type: 'string' },
     pairs: { type: 'string' },
+    storage: { type: 'string' },
     quick: { type: 'boolean' },
   } as const;
   return runCommand({ name: 'demo', usage: DEMO_USAGE, options }, argv, async ({ values }) => {
@@ -213,6 +215,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     demo.warmupSteps = integerFlag(values['warmup-steps'], 'warmup-steps', 0) ?? demo.warmupSteps;
     demo.verificationPairs = integerFlag(values.pairs, 'pairs', 10) ?? demo.verificationPairs;
     demo.heldOutClasses = Math.max(demo.heldOutClasses, demo.verificationPairs);
+    if (values.storage !== undefined) demo.classStorage = oneOf(values.storage, 'storage', CLASS_STORAGES);
     if (demo.classes < demo.workers) throw new UsageError(`--classes (${demo.classes}) must be at least the number of workers (${demo.workers})`);
 
     const log = (line: string): void => void console.log(`plsc demo: ${line}`);
@@ -231,7 +234,7 @@ export function demoSummary(result: DemoResult): string[] {
     '',
     `plsc demo: done in ${formatSeconds(seconds.total)} (training ${formatSeconds(seconds.training)}, verification .bin ${formatSeconds(seconds.verificationBin)}, ` +
       `verification ${formatSeconds(seconds.verification)}, export ${formatSeconds(seconds.export)})`,
-    `  trained     ${result.options.model} ${result.options.imageSize}x${result.options.imageSize} -> ${result.config.embSize}-d, dist_arcface over ${result.config.classNum} identities, ` +
+    `  trained     ${result.options.model} ${result.options.imageSize}x${result.options.imageSize} -> ${result.config.embSize}-d, dist_arcface over ${result.config.classNum} identities${result.config.classStorage === 'float32' ? '' : ` (${result.config.classStorage} class storage)`}, ` +
       `${training.stepsRun} steps x ${training.worldSize} workers x ${result.config.trainBatchSize} images, ${training.imagesPerSecond.toFixed(1)} img/s`,
     `  loss        ${loss.first.toFixed(3)} -> ${loss.last.toFixed(3)} (first -> last step); mean of the first ${loss.window} steps ${loss.firstMean.toFixed(3)}, of the last ${loss.window} ${loss.lastMean.toFixed(3)}`,
     `  verification on ${verification.pairs} pairs of ${verification.identities} held-out identities: accuracy ${pct(verification.after.accuracy)} ± ${pct(verification.after.std)} ` +

@@ -23,6 +23,9 @@ import {
   loadSafetensors,
   SafetensorsStreamWriter,
   reshardCommand,
+  demoCommand,
+  demoTrainConfig,
+  DEMO_DEFAULTS,
   tidy,
   ops as F,
   type CheckpointMeta,
@@ -326,4 +329,18 @@ test('a trainer resumes from a checkpoint resharded to bfloat16 (its head holds 
   } finally {
     resumed.dispose();
   }
+});
+
+test('plsc demo --storage: the demo config carries it; an unknown dtype is a usage error', async () => {
+  assert.equal(demoTrainConfig({ ...DEMO_DEFAULTS, out: join(work, 'demo') }).classStorage, 'float32');
+  assert.equal(demoTrainConfig({ ...DEMO_DEFAULTS, out: join(work, 'demo'), classStorage: 'bfloat16' }).classStorage, 'bfloat16');
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => void errors.push(String(line));
+  try {
+    assert.equal(await demoCommand(['--storage', 'bf16', '--out', join(work, 'demo')]), 2);
+  } finally {
+    console.error = error;
+  }
+  assert.match(errors.join('\n'), /--storage must be one of float32, bfloat16, float16, got 'bf16'/);
 });
