@@ -41,6 +41,10 @@ bench: build deps-peer
 	node bin/plsc.js bench comm
 	node bin/plsc.js bench head --classes 1000000 --batch 256 --sample-rate 1.0 --peer pytorch
 	node bin/plsc.js bench head --classes 1000000 --batch 256 --sample-rate 0.1 --peer pytorch
+	node bin/plsc.js bench head --classes 1000000 --batch 256 --sample-rate 0.1 --storage bfloat16
+	node bin/plsc.js bench head --classes 1000000 --batch 256 --sample-rate 0.1 --storage float16
+	# 10 million classes on one process (about 21 GiB resident: run it with nothing else on the machine).
+	node bin/plsc.js bench head --classes 10000000 --emb 512 --batch 256 --sample-rate 0.1 --storage bfloat16
 	node bin/plsc.js bench train --model iresnet18 --nproc 1
 	node bin/plsc.js bench train --model iresnet18 --nproc 2
 	node bin/plsc.js bench serve

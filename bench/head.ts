@@ -11,13 +11,15 @@ import { initProcessGroup } from '../src/distributed/process-group.js';
 import { readDistributedEnv } from '../src/distributed/env.js';
 import { launch } from '../src/distributed/launcher.js';
 import { median, runTorchPeer } from './peer.js';
-import { op } from '../src/torch/dispatch.js';
+import { CLASS_STORAGES, type ClassStorage } from '../src/torch/fused.js';
 
 export interface HeadBenchResult {
   classes: number;
   emb: number;
   batch: number;
   sample_rate: number;
+  /** dtype of the class centres and their momentum (PartialFC classStorage). */
+  storage: ClassStorage;
   nproc: number;
   threads: number;
   /** Classes per tile (PartialFC updateBlockRows) and the recompute chunk (null: logits kept). */
@@ -27,8 +29,8 @@ export interface HeadBenchResult {
   /** The step's three GEMMs (four with chunk_size: the logits are recomputed) alone, shaped and tiled as the step runs them. */
   gemm_ms: number;
   step_over_gemm: number;
-  /** The same three GEMMs as one call each ([B, C] logits at once), measured once, for reference. */
-  gemm_single_call_ms: number;
+  /** The same three GEMMs as one call each ([B, C] logits at once), measured once, for reference (float32 storage only, else null). */
+  gemm_single_call_ms: number | null;
   peak_rss_bytes: number;
   bytes_per_class: number;
   weight_and_momentum_bytes_per_class: number;
@@ -58,6 +60,7 @@ interface MeasureOptions {
   repeats: number;
   tileRows: number | undefined;
   chunkSize: number | undefined;
+  storage: ClassStorage;
   profile: boolean;
 }
 
@@ -71,6 +74,7 @@ async function measureRank(options: MeasureOptions) {
     sampleRate: options.sampleRate,
     margin: CombinedMarginLoss.arcface(),
     update: 'fused',
+    classStorage: options.storage,
     fusedSgd: { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 },
     ...(options.tileRows !== undefined ? { updateBlockRows: options.tileRows } : {}),
     ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
@@ -96,6 +100,7 @@ async function measureRank(options: MeasureOptions) {
   const globalBatch = options.batch * (group?.worldSize ?? 1);
 
   // The step's GEMMs per tile of `tile` classes (class-major logits): L = W_t Xn^T, dXn += G_t^T W_t, dW_t = G_t Xn.
+  // They read the shard's rows (float32) or, as the step does for 16-bit stores, a float32 tile buffer.
   const tile = Math.min(head.updateBlockRows, active);
   const recomputes = head.chunkSize < active;
   const { gemmSamples, singleCallMs } = tidy(() => {
@@ -104,28 +109,33 @@ async function measureRank(options: MeasureOptions) {
     const logits = F.randn([tile, globalBatch]);
     const weightGrad = F.empty([tile, options.emb]);
     const featureGrad = F.zeros([globalBatch, options.emb]);
+    const weightTile = options.storage === 'float32' ? null : F.randn([tile, options.emb]);
     const tiled = (): void => {
       for (let start = 0; start < active; start += tile) {
         tidy(() => {
           const rows = Math.min(tile, active - start);
-          const w = F.narrow(head.weight, 0, start, rows);
+          const w = weightTile === null ? F.narrow(head.weight, 0, start, rows) : F.narrow(weightTile, 0, 0, rows);
           const out = F.narrow(logits, 0, 0, rows);
-          op('aten::mm', 'out').call([w, xt, out]);
-          if (recomputes) op('aten::mm', 'out').call([w, xt, out]);
+          F.mmOut(w, xt, out);
+          if (recomputes) F.mmOut(w, xt, out);
           F.addmm_(featureGrad, out.t(), w);
-          op('aten::mm', 'out').call([out, x, F.narrow(weightGrad, 0, 0, rows)]);
+          F.mmOut(out, x, F.narrow(weightGrad, 0, 0, rows));
         });
       }
     };
     tiled();
     const samples = Array.from({ length: options.repeats }, () => timeMs(tiled));
-    const single = timeMs(() =>
-      tidy(() => {
-        const w = F.narrow(head.weight, 0, 0, active);
-        const g = F.mm(x, w.t());
-        void [F.mm(g, w), F.mm(g.t(), x)];
-      }),
-    );
+    // A 16-bit store would need a shard-sized float32 copy for it: not measured there.
+    const single =
+      options.storage !== 'float32'
+        ? null
+        : timeMs(() =>
+            tidy(() => {
+              const w = F.narrow(head.weight, 0, 0, active);
+              const g = F.mm(x, w.t());
+              void [F.mm(g, w), F.mm(g.t(), x)];
+            }),
+          );
     return { gemmSamples: samples, singleCallMs: single };
   });
   const result = {
@@ -147,7 +157,7 @@ async function measureRank(options: MeasureOptions) {
   return result;
 }
 
-const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--nproc W] [--tile-rows R] [--chunk-size K] [--peer pytorch] [--profile] [--warmup 1] [--repeats 3] [--json]';
+const USAGE = 'usage: plsc bench head [--classes N] [--emb 512] [--batch 256] [--sample-rate 1.0] [--storage float32|bfloat16|float16] [--nproc W] [--tile-rows R] [--chunk-size K] [--peer pytorch] [--profile] [--warmup 1] [--repeats 3] [--json]';
 
 export async function benchHead(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -157,6 +167,7 @@ export async function benchHead(argv: string[]): Promise<number> {
       emb: { type: 'string', default: '512' },
       batch: { type: 'string', default: '256' },
       'sample-rate': { type: 'string', default: '1.0' },
+      storage: { type: 'string', default: 'float32' },
       nproc: { type: 'string', default: '1' },
       'tile-rows': { type: 'string' },
       'chunk-size': { type: 'string' },
@@ -178,7 +189,10 @@ export async function benchHead(argv: string[]): Promise<number> {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${value}\n${USAGE}`);
     return n;
   };
+  const storage = values.storage as ClassStorage;
+  if (!CLASS_STORAGES.includes(storage)) throw new Error(`--storage takes ${CLASS_STORAGES.join(', ')}, got ${values.storage}\n${USAGE}`);
   const options = {
+    storage,
     classes: num('classes', values.classes),
     emb: num('emb', values.emb),
     batch: num('batch', values.batch),
@@ -230,12 +244,13 @@ export async function benchHead(argv: string[]): Promise<number> {
       peerError = (err as Error).message;
     }
   }
-  const weightAndMomentum = 2 * options.emb * 4;
+  const weightAndMomentum = 2 * options.emb * (storage === 'float32' ? 4 : 2);
   const report: HeadBenchResult = {
     classes: options.classes,
     emb: options.emb,
     batch: options.batch,
     sample_rate: options.sampleRate,
+    storage,
     nproc,
     threads: getNumThreads(),
     tile_rows: measured.tile_rows,
@@ -259,7 +274,7 @@ export async function benchHead(argv: string[]): Promise<number> {
     return 0;
   }
   const fmt = (v: number | null, digits = 1): string => (v === null ? 'n/a' : v.toFixed(digits));
-  console.log(`sharded head: ${options.classes} classes x ${options.emb}, batch ${options.batch}/worker, sample rate ${options.sampleRate}, ${nproc} worker(s)`);
+  console.log(`sharded head: ${options.classes} classes x ${options.emb} (${storage}), batch ${options.batch}/worker, sample rate ${options.sampleRate}, ${nproc} worker(s)`);
   console.log(`  step (fwd+bwd+update)  ${fmt(report.step_ms)} ms   its ${report.chunk_size === null ? 3 : 4} GEMMs alone ${fmt(report.gemm_ms)} ms   ratio ${fmt(report.step_over_gemm, 2)}   (tiles of ${report.tile_rows} classes${report.chunk_size === null ? '' : ', logits recomputed'})`);
   console.log(`  the 3 GEMMs as one call each (reference): ${fmt(report.gemm_single_call_ms)} ms`);
   console.log(`  peak RSS ${fmt(report.peak_rss_bytes / 2 ** 20, 0)} MiB   ${fmt(report.bytes_per_class, 0)} bytes/class   (${fmt(report.rss_per_class_ratio, 2)}x weight+momentum)`);

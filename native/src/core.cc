@@ -1122,6 +1122,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("emptyCache", Napi::Function::New(env, plsc::EmptyCache));
   exports.Set("config", Napi::Function::New(env, plsc::Config));
   plsc::initC10d(env, exports);
+  plsc::initHeadKernels(env, exports);
   return exports;
 }
 

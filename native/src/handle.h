@@ -31,4 +31,6 @@ void drainReleases();
 
 void initC10d(Napi::Env env, Napi::Object exports);
 
+void initHeadKernels(Napi::Env env, Napi::Object exports);
+
 }  // namespace plsc

@@ -1,3 +1,4 @@
 export * from './margin.js';
 export * from './class-sampler.js';
+export * from './shard-layout.js';
 export * from './partial-fc.js';

@@ -10,7 +10,7 @@ import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { safetensorsElementBytes, type SafetensorsDType } from '../torch/safetensors.js';
 import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
-import { shardLayout } from '../head/partial-fc.js';
+import { shardLayout } from '../head/shard-layout.js';
 import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
 
 export interface CheckpointCentersOptions {

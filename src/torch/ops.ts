@@ -376,6 +376,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 export function mm(a: Tensor, b: Tensor): Tensor {
   return op('aten::mm').tensor(a, b);
 }
+/** out = a b, written into `out` (a tile buffer: no allocation). */
+export function mmOut(a: Tensor, b: Tensor, out: Tensor): Tensor {
+  op('aten::mm', 'out').call([a, b, out]);
+  return out;
+}
 export function bmm(a: Tensor, b: Tensor): Tensor {
   return op('aten::bmm').tensor(a, b);
 }

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join, resolve } from 'node:path';
 import type { Tensor } from '../torch/tensor.js';
 import { readSafetensorsHeader, saveSafetensors } from '../torch/safetensors.js';
-import { shardLayout } from '../head/partial-fc.js';
+import { shardLayout } from '../head/shard-layout.js';
 import type { DataOrderState } from '../data/sampler.js';
 import { isClassStorage, type ClassStorage } from './class-storage.js';
 import { loadShardRowsInto, readShardRows, writeShardFile, type ShardSet } from './shard-io.js';

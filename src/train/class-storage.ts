@@ -1,9 +1,12 @@
 // The dtype the head stores its class centres (weight and its momentum) in. 16-bit storage halves
 // a class's bytes; every GEMM and update still computes in float32, a tile at a time.
 import type { DType } from '../torch/native.js';
+import type { ClassStorage } from '../torch/fused.js';
 
-export type ClassStorage = 'float32' | 'bfloat16' | 'float16';
+export type { ClassStorage };
 
+// The same list as src/torch/fused.ts's, kept here so that config validation and the CLI's flag
+// checks do not load the native addon (fused.ts does).
 export const CLASS_STORAGES: readonly ClassStorage[] = ['float32', 'bfloat16', 'float16'];
 
 /** FC shard tensors that are stored in the class storage dtype; the others (bias) stay float32. */

@@ -255,6 +255,9 @@ export function resolveConfig(partial: Partial<Record<string, unknown>>): TrainC
   }
   const resolved = config as unknown as TrainConfig;
   if (resolved.dataset.type === 'synthetic' && partial.classNum === undefined) resolved.classNum = resolved.dataset.numClasses;
+  if (resolved.classStorage !== 'float32' && !resolved.lossType.startsWith('dist_')) {
+    throw new ConfigError('classStorage', `${resolved.classStorage} needs a dist_* lossType (the sharded head's sparse update; a dense gradient cannot be stored in 16 bits), got lossType ${resolved.lossType}`);
+  }
   if (resolved.dataset.type === 'synthetic' && resolved.dataset.numClasses !== resolved.classNum) {
     throw new ConfigError('classNum', `is ${resolved.classNum} but the synthetic dataset has ${resolved.dataset.numClasses} classes`);
   }

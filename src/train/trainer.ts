@@ -126,12 +126,6 @@ export function imagesToTensor(batch: ImageBatch): Tensor {
   });
 }
 
-// The head takes `classStorage` once 16-bit class storage lands in PartialFCOptions; given as a
-// spread so this compiles against either version of the options.
-function classStorageOption(config: TrainConfig): { classStorage?: TrainConfig['classStorage'] } {
-  return config.classStorage === 'float32' ? {} : { classStorage: config.classStorage };
-}
-
 export class Trainer {
   readonly config: TrainConfig;
   readonly group: ProcessGroup;
@@ -171,7 +165,7 @@ export class Trainer {
       update: sharded ? 'fused' : 'dense',
       ...(sharded ? { fusedSgd: { lr: this.schedule.baseLr, momentum: config.momentum, weightDecay: config.weightDecay } } : {}),
       computeAccuracy: config.calcAcc,
-      ...classStorageOption(config),
+      classStorage: config.classStorage,
     });
     const replicated = sharded ? backbone.parameters() : [...backbone.parameters(), ...this.head.parameters()];
     this.dataParallel = group.worldSize > 1 ? new DataParallel(replicated, { group }) : null;
