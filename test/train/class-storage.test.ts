@@ -138,6 +138,7 @@ test('classStorage: config default, Entry setter, YAML field, and clear errors',
   writeFileSync(yaml, 'classNum: 100\nclassStorage: float16\n');
   assert.equal(loadConfigFile(yaml).classStorage, 'float16');
   assert.equal(loadConfigFile(yaml, ['classStorage=bfloat16']).classStorage, 'bfloat16');
+  assert.throws(() => resolveConfig({ lossType: 'arcface', classStorage: 'bfloat16' }), /classStorage: bfloat16 needs a dist_\* lossType .* got lossType arcface/);
   writeFileSync(yaml, 'classStorage: half\n');
   assert.throws(() => loadConfigFile(yaml), /storage\.yaml: classStorage: must be one of float32, bfloat16, float16, got "half"/);
 });
