@@ -292,7 +292,7 @@ test('bad checkpoints: a shard dtype that contradicts meta.json, an unknown clas
   });
 });
 
-test('a trainer resumes from a checkpoint resharded to bfloat16 (its head holds the widened values) and records its own storage', async () => {
+test('trainers resume across storage: float32 head from a bfloat16 reshard (widened), bfloat16 head from float32 (rounded); checkpoints record the head\'s storage', async () => {
   const dir = join(work, 'trainer');
   const tinyBackbone = `${fileURLToPath(new URL('./fixtures/tiny-backbone.js', import.meta.url))}#createTinyBackbone`;
   const config = resolveConfig({
@@ -326,9 +326,26 @@ test('a trainer resumes from a checkpoint resharded to bfloat16 (its head holds 
       }
     });
     const next = resumed.saveCheckpoint(1);
-    assert.equal(readMeta(next).classStorage, resumed.head.weight.dtype);
+    assert.equal(readMeta(next).classStorage, 'float32');
   } finally {
     resumed.dispose();
+  }
+  // And the other way: a bfloat16 head resumes from the float32 checkpoint, rounded to nearest even.
+  const narrow = await Trainer.create({ ...config, classStorage: 'bfloat16', checkpointDir: join(dir, 'narrow'), resume: lastCheckpoint });
+  try {
+    assert.equal(narrow.head.weight.dtype, 'bfloat16');
+    tidy(() => {
+      const expected = readClassRows(lastCheckpoint, saved, 0, 30);
+      const state = narrow.head.stateDict();
+      for (const name of ['weight', 'weight_momentum']) {
+        assert.deepEqual(bitsOf(state[name]!), expectedBits(expected[name]!.dataSync() as Float32Array, 'bfloat16'), name);
+      }
+    });
+    const losses = await narrow.train({ quiet: true, maxStepsThisRun: 1 });
+    assert.ok(Number.isFinite(losses.losses[0]));
+    assert.equal(readMeta(losses.lastCheckpoint as string).classStorage, 'bfloat16');
+  } finally {
+    narrow.dispose();
   }
 });
 
