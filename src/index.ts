@@ -83,3 +83,5 @@ export * from './train/measured-activations.js';
 export * from './train/activation-memory.js';
 export * from './train/plan.js';
 export * from './train/plan-cli.js';
+export * from './torch/safetensors-stream.js';
+export * from './train/shard-io.js';

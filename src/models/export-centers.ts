@@ -1,18 +1,23 @@
 // Class-centre export for top-k classification: the FC weight shards ([numLocalClasses, D] each,
-// in rank order, which is class order) concatenated to [C, D], each row L2-normalized, written as
-// the safetensors tensor `centers` that `plsc serve --centers` reads.
+// in rank order, which is class order; float32, bfloat16 or float16) concatenated to [C, D], each
+// row L2-normalized in float32, written a tile of rows at a time as the safetensors tensor
+// `centers` that `plsc serve --centers` reads.
 import type { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
-import { saveSafetensors } from '../torch/safetensors.js';
+import { SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
 
 export interface ExportCentersOptions {
   /** Store float16 (half the size; rows are normalized in float32 first). Default false: float32. */
   fp16?: boolean;
   /** Extra safetensors metadata. */
   metadata?: Record<string, string>;
+  /** Rows normalized and written at a time (default: about 4 MiB of float32 rows). */
+  tileRows?: number;
 }
+
+const TILE_BYTES = 4 << 20;
 
 export interface ExportCentersResult {
   numClasses: number;
@@ -48,27 +53,34 @@ export function exportCenters(path: string, weightShards: readonly Tensor[] | Te
   if (numClasses === 0) throw new Error(`exportCenters ${path}: the shards hold no classes`);
   if (embeddingSize < 1) throw new Error(`exportCenters ${path}: embedding dimension is 0`);
   const dtype = options.fp16 ? 'float16' : 'float32';
-  noGrad(() =>
-    tidy(() => {
-      // Normalize and convert shard by shard so only the output matrix is ever held whole.
-      const pieces = shards.map((shard) =>
-        tidy(() => {
-          let rows = shard.detach();
-          if (rows.device !== 'cpu') rows = rows.to('cpu');
-          if (rows.dtype !== 'float32') rows = rows.to('float32');
-          const normalized = F.normalize(rows, 2, 1);
-          return dtype === 'float16' ? normalized.to('float16') : normalized;
-        }),
-      );
-      const centers = pieces.length === 1 ? F.contiguous(pieces[0]!) : F.cat(pieces, 0);
-      for (const piece of pieces) if (piece !== centers) piece.dispose();
-      saveSafetensors(path, { [CENTERS_TENSOR_NAME]: centers }, {
-        num_classes: String(numClasses),
-        embedding_size: String(embeddingSize),
-        normalized: 'l2',
-        ...(options.metadata ?? {}),
-      });
-    }),
-  );
+  const tileRows = options.tileRows ?? Math.max(1, Math.floor(TILE_BYTES / (embeddingSize * 4)));
+  if (!Number.isInteger(tileRows) || tileRows < 1) throw new Error(`exportCenters ${path}: tileRows must be a positive integer, got ${tileRows}`);
+  const writer = new SafetensorsStreamWriter(path, [{ name: CENTERS_TENSOR_NAME, dtype, shape: [numClasses, embeddingSize] }], {
+    num_classes: String(numClasses),
+    embedding_size: String(embeddingSize),
+    normalized: 'l2',
+    ...(options.metadata ?? {}),
+  });
+  try {
+    // A tile of rows at a time is widened to float32 and normalized: a bfloat16 or float16 shard is
+    // never copied whole, and the output goes straight to the file.
+    for (const shard of shards) {
+      const rows = shard.shape[0]!;
+      for (let first = 0; first < rows; first += tileRows) {
+        noGrad(() =>
+          tidy(() => {
+            let tile = F.narrow(shard.detach(), 0, first, Math.min(tileRows, rows - first));
+            if (tile.device !== 'cpu') tile = tile.to('cpu');
+            if (tile.dtype !== 'float32') tile = tile.to('float32');
+            writer.append(CENTERS_TENSOR_NAME, F.normalize(tile, 2, 1));
+          }),
+        );
+      }
+    }
+    writer.finish();
+  } catch (err) {
+    writer.abort();
+    throw err;
+  }
   return { numClasses, embeddingSize, dtype };
 }

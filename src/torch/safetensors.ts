@@ -88,6 +88,16 @@ function checkHostEndianness(): void {
   if (endianness() !== 'LE') throw new Error('safetensors: only little-endian hosts are supported');
 }
 
+/** Maps a safetensors dtype name to the plsc dtype. */
+export function fromSafetensorsDType(dtype: SafetensorsDType): DType {
+  return FROM_SAFETENSORS[dtype];
+}
+
+/** Bytes per element of a safetensors dtype. */
+export function safetensorsElementBytes(dtype: SafetensorsDType): number {
+  return ELEMENT_BYTES[dtype];
+}
+
 /** Maps a plsc dtype to its safetensors name. */
 export function toSafetensorsDType(dtype: DType): SafetensorsDType {
   const found = TO_SAFETENSORS[dtype];
@@ -99,31 +109,43 @@ function compareUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-interface PlannedTensor {
+/** A tensor's name, dtype and shape: all a header needs (the data may be written later). */
+export interface SafetensorsTensorSpec {
   name: string;
-  tensor: Tensor;
-  dtype: SafetensorsDType;
-  shape: number[];
-  bytes: number;
+  dtype: DType;
+  shape: readonly number[];
 }
 
-interface Plan {
+/** A tensor's place in a planned file: its spec and the bytes it spans in the data section. */
+export interface PlannedSafetensorsEntry {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsLayout {
+  /** The 8-byte length prefix and the padded JSON header: the file's first bytes. */
   header: Buffer;
-  tensors: PlannedTensor[];
+  /** Entries in data order (the order their bytes follow the header). */
+  entries: PlannedSafetensorsEntry[];
   dataBytes: number;
 }
 
-function plan(tensors: Record<string, Tensor>, metadata: Record<string, string> | undefined, source: string): Plan {
-  const planned: PlannedTensor[] = [];
-  for (const [name, tensor] of Object.entries(tensors)) {
-    if (name === '__metadata__') throw new SafetensorsError(source, "'__metadata__' is reserved and cannot name a tensor");
-    if (!(tensor instanceof Tensor)) throw new SafetensorsError(source, 'value is not a Tensor', name);
-    if (tensor.isDisposed) throw new SafetensorsError(source, 'was already disposed', name);
-    const dtype = toSafetensorsDType(tensor.dtype);
-    const shape = tensor.shape;
-    planned.push({ name, tensor, dtype, shape, bytes: tensor.numel * ELEMENT_BYTES[dtype] });
-  }
-  planned.sort((a, b) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || compareUtf8(a.name, b.name));
+/**
+ * The header and data order of a file holding tensors of these specs, exactly as the reference
+ * writer lays them out (by dtype alignment, largest first, then by name). Streaming writers use it
+ * to write the header before any data.
+ */
+export function planSafetensorsLayout(specs: readonly SafetensorsTensorSpec[], metadata: Record<string, string> | undefined, source = '<buffer>'): SafetensorsLayout {
+  const sorted = specs.map((spec) => {
+    if (spec.name === '__metadata__') throw new SafetensorsError(source, "'__metadata__' is reserved and cannot name a tensor");
+    const dtype = toSafetensorsDType(spec.dtype);
+    const bytes = spec.shape.reduce((n, d) => n * d, ELEMENT_BYTES[dtype]);
+    return { name: spec.name, dtype, shape: [...spec.shape], bytes };
+  });
+  sorted.sort((a, b) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || compareUtf8(a.name, b.name));
   const parts: string[] = [];
   if (metadata !== undefined) {
     const fields: string[] = [];
@@ -133,9 +155,11 @@ function plan(tensors: Record<string, Tensor>, metadata: Record<string, string> 
     }
     parts.push(`"__metadata__":{${fields.join(',')}}`);
   }
+  const entries: PlannedSafetensorsEntry[] = [];
   let offset = 0;
-  for (const t of planned) {
+  for (const t of sorted) {
     parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${offset + t.bytes}]}`);
+    entries.push({ name: t.name, dtype: t.dtype, shape: t.shape, begin: offset, end: offset + t.bytes });
     offset += t.bytes;
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
@@ -143,7 +167,23 @@ function plan(tensors: Record<string, Tensor>, metadata: Record<string, string> 
   const header = Buffer.alloc(8 + padded, 0x20);
   header.writeBigUInt64LE(BigInt(padded), 0);
   json.copy(header, 8);
-  return { header, tensors: planned, dataBytes: offset };
+  return { header, entries, dataBytes: offset };
+}
+
+interface Plan {
+  header: Buffer;
+  tensors: Tensor[];
+  dataBytes: number;
+}
+
+function plan(tensors: Record<string, Tensor>, metadata: Record<string, string> | undefined, source: string): Plan {
+  for (const [name, tensor] of Object.entries(tensors)) {
+    if (!(tensor instanceof Tensor)) throw new SafetensorsError(source, 'value is not a Tensor', name);
+    if (tensor.isDisposed) throw new SafetensorsError(source, 'was already disposed', name);
+  }
+  const specs = Object.entries(tensors).map(([name, tensor]) => ({ name, dtype: tensor.dtype, shape: tensor.shape }));
+  const layout = planSafetensorsLayout(specs, metadata, source);
+  return { header: layout.header, tensors: layout.entries.map((e) => tensors[e.name] as Tensor), dataBytes: layout.dataBytes };
 }
 
 /** Calls fn with the tensor's bytes (a contiguous CPU view, copied only when it has to be). */
@@ -173,13 +213,16 @@ export function serializeSafetensors(tensors: Record<string, Tensor>, metadata?:
   header.copy(out, 0);
   let position = header.length;
   for (const t of planned) {
-    withBytes(t.tensor, (bytes) => out.set(bytes, position));
-    position += t.bytes;
+    position += withBytes(t, (bytes) => {
+      out.set(bytes, position);
+      return bytes.length;
+    });
   }
   return out;
 }
 
-function writeFully(fd: number, bytes: Uint8Array): void {
+/** Writes all of `bytes` at the fd's current position (in calls of at most 1 GiB). */
+export function writeFully(fd: number, bytes: Uint8Array): void {
   let done = 0;
   while (done < bytes.length) {
     done += writeSync(fd, bytes, done, Math.min(IO_CHUNK, bytes.length - done));
@@ -197,7 +240,7 @@ export function saveSafetensors(path: string, tensors: Record<string, Tensor>, m
   const fd = openSync(temporary, 'w');
   try {
     writeFully(fd, header);
-    for (const t of planned) withBytes(t.tensor, (bytes) => writeFully(fd, bytes));
+    for (const t of planned) withBytes(t, (bytes) => writeFully(fd, bytes));
     closeSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -350,7 +393,8 @@ export function deserializeSafetensors(bytes: Uint8Array, options: LoadSafetenso
   return out;
 }
 
-function readFully(fd: number, target: Uint8Array, position: number, source: string, name?: string): void {
+/** Fills `target` from byte `position` of the file, or throws a SafetensorsError naming the file (and tensor). */
+export function readFully(fd: number, target: Uint8Array, position: number, source: string, name?: string): void {
   let done = 0;
   while (done < target.length) {
     const got = readSync(fd, target, done, Math.min(IO_CHUNK, target.length - done), position + done);
@@ -359,7 +403,8 @@ function readFully(fd: number, target: Uint8Array, position: number, source: str
   }
 }
 
-function readHeaderFromFd(fd: number, path: string): SafetensorsHeader {
+/** Reads and validates the header of the open file `fd` (named `path` in errors). */
+export function readHeaderFromFd(fd: number, path: string): SafetensorsHeader {
   const size = fstatSync(fd).size;
   const prefix = new Uint8Array(8);
   if (size >= 8) readFully(fd, prefix, 0, path);

@@ -17,6 +17,8 @@ import { shardLayout } from '../head/shard-layout.js';
 import type { DataOrderState } from '../data/sampler.js';
 import { collectDigests, loadVerifiedCheckpointFile, verifyCheckpointFile, writeDigestSidecar, type FileDigest } from './checkpoint-integrity.js';
 import { withDiskErrors } from './disk.js';
+import { isClassStorage, type ClassStorage } from './class-storage.js';
+import { loadShardRowsInto, readShardRows, writeShardFile, type ShardSet } from './shard-io.js';
 
 export const CHECKPOINT_FORMAT = 'plsc-checkpoint-1';
 
@@ -37,6 +39,8 @@ export interface CheckpointMeta {
   lossType: string;
   /** Names of the FC shard tensors (weight, weight_momentum, bias, bias_momentum). */
   shardTensors: string[];
+  /** The dtype of weight and weight_momentum; absent in checkpoints from before 16-bit storage (float32). */
+  classStorage?: ClassStorage;
   config: Record<string, unknown>;
   savedAt: string;
   /** The data the run trained on, checked when resuming (absent in checkpoints of older versions). */
@@ -119,6 +123,9 @@ export function readMeta(dir: string, { requireShards = true }: { requireShards?
     throw new Error(`checkpoint ${path}: cannot read meta.json (${(err as Error).message})`);
   }
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${path}: unknown format ${JSON.stringify(meta.format)}`);
+  if (meta.classStorage !== undefined && !isClassStorage(meta.classStorage)) {
+    throw new Error(`checkpoint ${path}: classStorage must be float32, bfloat16 or float16, got ${JSON.stringify(meta.classStorage)}`);
+  }
   for (let r = 0; requireShards && r < meta.worldSize; r++) {
     const shard = join(dir, shardFileName(r, meta.worldSize));
     if (!existsSync(shard)) throw new Error(`checkpoint ${dir}: missing FC shard ${shardFileName(r, meta.worldSize)}`);
@@ -191,31 +198,28 @@ export function saveCheckpoint(checkpointDir: string, parts: SaveCheckpointParts
  * shards the checkpoint was written with (each shard file is opened only if it overlaps).
  */
 export function readClassRows(dir: string, meta: CheckpointMeta, start: number, count: number): Record<string, Tensor> {
-  return tidy(() => {
-    const pieces: Record<string, Tensor[]> = {};
-    for (let r = 0; r < meta.worldSize; r++) {
-      const layout = shardLayout(meta.numClasses, meta.worldSize, r);
-      const from = Math.max(start, layout.classOffset);
-      const to = Math.min(start + count, layout.classOffset + layout.numLocalClasses);
-      if (from >= to) continue;
-      const file = join(dir, shardFileName(r, meta.worldSize));
-      const tensors = loadVerifiedCheckpointFile(dir, meta, shardFileName(r, meta.worldSize));
-      for (const name of meta.shardTensors) {
-        const t = tensors[name];
-        if (t === undefined) throw new Error(`checkpoint ${file}: missing tensor '${name}'`);
-        if (t.shape[0] !== layout.numLocalClasses) {
-          throw new Error(`checkpoint ${file}: '${name}' has ${t.shape[0]} rows, expected ${layout.numLocalClasses} for rank ${r} of ${meta.worldSize}`);
-        }
-        (pieces[name] ??= []).push(F.narrow(t, 0, from - layout.classOffset, to - from));
-      }
-    }
-    const out: Record<string, Tensor> = {};
-    for (const name of meta.shardTensors) {
-      const list = pieces[name] ?? [];
-      out[name] = list.length === 1 ? F.clone(list[0] as Tensor) : F.cat(list);
-    }
-    return out;
+  return readShardRows(shardSet(dir, meta), start, count);
+}
+
+/**
+ * The checkpoint's FC shard files, each verified against the digest meta.json records, for streaming
+ * their rows (src/train/shard-io.ts).
+ */
+export function shardSet(dir: string, meta: CheckpointMeta): ShardSet {
+  const files = Array.from({ length: meta.worldSize }, (_, r) => {
+    const layout = shardLayout(meta.numClasses, meta.worldSize, r);
+    verifyCheckpointFile(dir, meta, shardFileName(r, meta.worldSize));
+    return { path: join(dir, shardFileName(r, meta.worldSize)), classOffset: layout.classOffset, numLocalClasses: layout.numLocalClasses };
   });
+  return { dir, files, tensorNames: meta.shardTensors, storage: meta.classStorage ?? 'float32' };
+}
+
+/**
+ * Loads this rank's shard for `worldSize` workers into the head's tensors, tile by tile, each
+ * converted to the tensor's dtype (resume across worker counts and class storage dtypes).
+ */
+export function loadShardInto(dir: string, meta: CheckpointMeta, rank: number, worldSize: number, targets: Record<string, Tensor>): void {
+  loadShardRowsInto(shardSet(dir, meta), shardLayout(meta.numClasses, worldSize, rank).classOffset, targets);
 }
 
 /** This rank's shard for `worldSize` workers, re-split from the checkpoint when its world size differs. */
@@ -224,8 +228,11 @@ export function loadShard(dir: string, meta: CheckpointMeta, rank: number, world
   return readClassRows(dir, meta, layout.classOffset, layout.numLocalClasses);
 }
 
-/** `plsc reshard`: writes a copy of a checkpoint whose FC shards are split for `worldSize` workers. */
-export function reshardCheckpoint(source: string, worldSize: number, out: string): CheckpointMeta {
+/**
+ * `plsc reshard`: writes a copy of a checkpoint whose FC shards are split for `worldSize` workers,
+ * streamed a tile of rows at a time; `storage` converts weight and weight_momentum to that dtype.
+ */
+export function reshardCheckpoint(source: string, worldSize: number, out: string, options: { storage?: ClassStorage } = {}): CheckpointMeta {
   const meta = readMeta(source);
   if (worldSize > meta.numClasses) throw new Error(`reshard: ${meta.numClasses} classes cannot be split over ${worldSize} workers`);
   if (resolve(source) === resolve(out)) throw new Error('reshard: --out must differ from --checkpoint');
@@ -239,14 +246,14 @@ export function reshardCheckpoint(source: string, worldSize: number, out: string
     copyFileSync(join(source, file), join(tmp, file));
     copied.push(file);
   }
+  const storage = options.storage ?? meta.classStorage ?? 'float32';
+  const shards = shardSet(source, meta);
   for (let r = 0; r < worldSize; r++) {
-    tidy(() => {
-      const rows = loadShard(source, meta, r, worldSize);
-      saveSafetensors(join(tmp, shardFileName(r, worldSize)), rows, { rank: String(r), worldSize: String(worldSize) });
-    });
+    const layout = shardLayout(meta.numClasses, worldSize, r);
+    writeShardFile(join(tmp, shardFileName(r, worldSize)), shards, layout.classOffset, layout.numLocalClasses, storage, { rank: String(r), worldSize: String(worldSize) });
   }
   const files = collectDigests(tmp, [...copied, ...Array.from({ length: worldSize }, (_, r) => shardFileName(r, worldSize))]);
-  const resharded: CheckpointMeta = { ...meta, worldSize, savedAt: new Date().toISOString(), files };
+  const resharded: CheckpointMeta = { ...meta, worldSize, classStorage: storage, savedAt: new Date().toISOString(), files };
   writeFileSync(join(tmp, 'meta.json'), `${JSON.stringify(resharded, null, 2)}\n`);
   rmSync(out, { recursive: true, force: true });
   renameSync(tmp, out);

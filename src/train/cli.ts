@@ -3,11 +3,12 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { formatBytes, shellQuote, shown } from '../cli/format.js';
-import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli/args.js';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
 import { withStopSignals } from '../cli/signals.js';
 import type { TrainSummary } from './entry.js';
 import type { TrainConfig } from './config.js';
 import type { DemoOptions, DemoResult } from './demo.js';
+import { CLASS_STORAGES } from './class-storage.js';
 
 function command(...words: string[]): string {
   return words.map(shellQuote).join(' ');
@@ -119,15 +120,18 @@ export async function trainCommand(argv: string[]): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // plsc reshard
 
-export const RESHARD_USAGE = `usage: plsc reshard --checkpoint DIR --world-size M --out DIR
+export const RESHARD_USAGE = `usage: plsc reshard --checkpoint DIR --world-size M --out DIR [--storage DTYPE]
 
   --checkpoint DIR   a step-XXXXXXXX checkpoint, or a checkpoint directory (its newest step)  (required)
   --world-size M     workers the copy is split for                                          (required)
   --out DIR          where the re-sharded copy goes (must differ from --checkpoint)         (required)
+  --storage DTYPE    float32, bfloat16 or float16: the dtype of the copy's class weights and
+                     momentum (default: the checkpoint's; to 16 bits rounds to nearest even)
 
 Writes a copy of the checkpoint whose FC shards (class weights and their momentum) are split for M
-workers; backbone and optimizer state are copied as they are. Resuming with another worker count
-does this by itself; use this to prepare a checkpoint offline (e.g. for another cluster).`;
+workers, streamed a tile of rows at a time; backbone and optimizer state are copied as they are.
+Resuming with another worker count or class storage does this by itself; use this to prepare a
+checkpoint offline (e.g. for another cluster).`;
 
 function describeShards(rows: readonly { rank: number; rows: number }[]): string {
   const counts = rows.map((r) => r.rows);
@@ -141,11 +145,13 @@ export async function reshardCommand(argv: string[]): Promise<number> {
     checkpoint: { type: 'string' },
     'world-size': { type: 'string' },
     out: { type: 'string' },
+    storage: { type: 'string' },
   } as const;
   return runCommand({ name: 'reshard', usage: RESHARD_USAGE, options }, argv, async ({ values }) => {
     const checkpoint = required(values.checkpoint, 'checkpoint');
     const out = required(values.out, 'out');
     const worldSize = required(integerFlag(values['world-size'], 'world-size', 1), 'world-size');
+    const storage = values.storage === undefined ? undefined : oneOf(values.storage, 'storage', CLASS_STORAGES);
     const { readMeta, reshardCheckpoint, resolveCheckpointDir, shardSummary } = await import('./checkpoint.js');
     const source = resolveCheckpointDir(checkpoint);
     // reshardCheckpoint replaces --out: only ever an earlier checkpoint, never some other directory.
@@ -154,11 +160,12 @@ export async function reshardCommand(argv: string[]): Promise<number> {
     }
     const before = readMeta(source);
     const beforeShards = shardSummary(source, before);
-    const after = reshardCheckpoint(source, worldSize, out);
+    const after = reshardCheckpoint(source, worldSize, out, storage === undefined ? {} : { storage });
     const afterShards = shardSummary(out, after);
     console.log(`plsc reshard: ${shown(source)} (step ${before.step}, ${before.numClasses} classes x ${before.embeddingSize}, ${before.lossType}) -> ${shown(out)}`);
     console.log(`  before  ${describeShards(beforeShards)}`);
     console.log(`  after   ${describeShards(afterShards)}`);
+    if (after.classStorage !== (before.classStorage ?? 'float32')) console.log(`  storage ${before.classStorage ?? 'float32'} -> ${after.classStorage} (class weights and momentum)`);
     console.log(`resume with ${after.worldSize} worker${after.worldSize === 1 ? '' : 's'}: ${command('plsc', 'train', '--config', 'CONFIG.yaml', '--set', `resume=${shown(out)}`, '--nproc', String(after.worldSize))}`);
     return 0;
   });
@@ -185,6 +192,7 @@ plsc serve command. A few minutes on a 2-core machine.
   --lr X               learning rate per global batch of 512, PLSC's convention (default 0.1, cosine decay)
   --warmup-steps N     linear lr warmup steps (default 0)
   --pairs N            verification pairs of held-out identities (default 400)
+  --storage DTYPE      class weights and momentum of the head: float32 (default), bfloat16, float16
   --quick              a much smaller run (2000 identities, 60 steps of 8 images) to check the pipeline`;
 
 /** `plsc demo`. 0: done; 1: a phase failed; 2: usage error. */
@@ -201,6 +209,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     lr: { type: 'string' },
     'warmup-steps': { type: 'string' },
     pairs: { type: 'string' },
+    storage: { type: 'string' },
     quick: { type: 'boolean' },
   } as const;
   return runCommand({ name: 'demo', usage: DEMO_USAGE, options }, argv, async ({ values }) => {
@@ -218,6 +227,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     demo.warmupSteps = integerFlag(values['warmup-steps'], 'warmup-steps', 0) ?? demo.warmupSteps;
     demo.verificationPairs = integerFlag(values.pairs, 'pairs', 10) ?? demo.verificationPairs;
     demo.heldOutClasses = Math.max(demo.heldOutClasses, demo.verificationPairs);
+    if (values.storage !== undefined) demo.classStorage = oneOf(values.storage, 'storage', CLASS_STORAGES);
     if (demo.classes < demo.workers) throw new UsageError(`--classes (${demo.classes}) must be at least the number of workers (${demo.workers})`);
 
     const log = (line: string): void => void console.log(`plsc demo: ${line}`);
@@ -236,7 +246,7 @@ export function demoSummary(result: DemoResult): string[] {
     '',
     `plsc demo: done in ${formatSeconds(seconds.total)} (training ${formatSeconds(seconds.training)}, verification .bin ${formatSeconds(seconds.verificationBin)}, ` +
       `verification ${formatSeconds(seconds.verification)}, export ${formatSeconds(seconds.export)})`,
-    `  trained     ${result.options.model} ${result.options.imageSize}x${result.options.imageSize} -> ${result.config.embSize}-d, dist_arcface over ${result.config.classNum} identities, ` +
+    `  trained     ${result.options.model} ${result.options.imageSize}x${result.options.imageSize} -> ${result.config.embSize}-d, dist_arcface over ${result.config.classNum} identities${result.config.classStorage === 'float32' ? '' : ` (${result.config.classStorage} class storage)`}, ` +
       `${training.stepsRun} steps x ${training.worldSize} workers x ${result.config.trainBatchSize} images, ${training.imagesPerSecond.toFixed(1)} img/s`,
     `  loss        ${loss.first.toFixed(3)} -> ${loss.last.toFixed(3)} (first -> last step); mean of the first ${loss.window} steps ${loss.firstMean.toFixed(3)}, of the last ${loss.window} ${loss.lastMean.toFixed(3)}`,
     `  verification on ${verification.pairs} pairs of ${verification.identities} held-out identities: accuracy ${pct(verification.after.accuracy)} ± ${pct(verification.after.std)} ` +

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { LOSS_TYPES } from '../head/margin.js';
 import { unknownSettingMessage } from './suggest.js';
 import { parseDuration } from './duration.js';
+import { CLASS_STORAGES, type ClassStorage } from './class-storage.js';
 
 /** Where training images come from. */
 export type DatasetSpec =
@@ -80,6 +81,8 @@ export interface TrainConfig {
   workers: number;
   /** Class chunk for the head (null: the whole shard at once). */
   headChunkSize: number | null;
+  /** dtype of the head's class weights and momentum: float32, or bfloat16/float16 (half the bytes per class). */
+  classStorage: ClassStorage;
   /** Resume from this checkpoint directory ('latest' = the newest in checkpointDir; null = fresh). */
   resume: string | null;
   /** Decode threads etc. are sized by the loader; this bounds prefetched batches. */
@@ -128,6 +131,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   seed: 0,
   workers: 1,
   headChunkSize: null,
+  classStorage: 'float32',
   resume: null,
   prefetchBatches: 2,
   badSamples: 'skip',
@@ -245,6 +249,7 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   seed: nonNegativeInt,
   workers: positiveInt,
   headChunkSize: nullable(positiveInt),
+  classStorage: oneOf(CLASS_STORAGES),
   resume: nullable(string),
   prefetchBatches: nonNegativeInt,
   badSamples: oneOf(['fail', 'skip']),
@@ -327,6 +332,9 @@ export function resolveConfig(partial: Partial<Record<string, unknown>>): TrainC
   }
   const resolved = config as unknown as TrainConfig;
   if (resolved.dataset.type === 'synthetic' && partial.classNum === undefined) resolved.classNum = resolved.dataset.numClasses;
+  if (resolved.classStorage !== 'float32' && !resolved.lossType.startsWith('dist_')) {
+    throw new ConfigError('classStorage', `${resolved.classStorage} needs a dist_* lossType (the sharded head's sparse update; a dense gradient cannot be stored in 16 bits), got lossType ${resolved.lossType}`);
+  }
   if (resolved.dataset.type === 'synthetic' && resolved.dataset.numClasses !== resolved.classNum) {
     throw new ConfigError('classNum', `is ${resolved.classNum} but the synthetic dataset has ${resolved.dataset.numClasses} classes`);
   }

@@ -11,6 +11,7 @@ import { exportCheckpoint, loadCheckpointBackbone, type ParityResult } from '../
 import { backboneFromSpec } from './backbone-spec.js';
 import { readMeta } from './checkpoint.js';
 import { resolveConfig, type TrainConfig } from './config.js';
+import type { ClassStorage } from './class-storage.js';
 import { trainInLocalWorkers, type LocalWorkersOptions, type TrainSummary } from './entry.js';
 import type { ValidationMetricsRecord } from './progress.js';
 import { writeTrainingReport } from './report.js';
@@ -42,6 +43,8 @@ export interface DemoOptions {
   heldOutClasses: number;
   logPeriod: number;
   seed: number;
+  /** dtype of the head's class weights and momentum (default float32). */
+  classStorage?: ClassStorage;
 }
 
 /** The default demo: a few minutes with 2 workers on a 2-core machine. */
@@ -124,6 +127,7 @@ export function demoTrainConfig(options: DemoOptions): TrainConfig {
     modelSaveDir: out,
     workers: options.workers,
     seed: options.seed,
+    ...(options.classStorage === undefined ? {} : { classStorage: options.classStorage }),
   });
 }
 

@@ -9,6 +9,7 @@ import { loadSafetensors } from '../torch/safetensors.js';
 import { tidy } from '../torch/scope.js';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
+import type { ClassStorage } from './class-storage.js';
 import type { Backbone } from '../models/index.js';
 import { backboneFromSpec, type ConfigBackboneFactory } from './backbone-spec.js';
 import { decodeToRgb } from '../data/image.js';
@@ -169,6 +170,10 @@ export class Entry {
   /** Labelled held-out datasets scored by top-1/top-5 classification accuracy at each validation. */
   setValDatasets(datasets: Array<string | { name?: string; path: string; format?: ValDatasetSpec['format'] }>): this {
     return this.set('valDatasets', datasets);
+  }
+  /** Store the head's class weights and momentum as float32 (default), bfloat16 or float16. */
+  setClassStorage(storage: ClassStorage): this {
+    return this.set('classStorage', storage);
   }
 
   /** The complete, validated configuration. */

@@ -24,7 +24,8 @@ import type { SampleSource } from '../data/source.js';
 import type { Backbone } from '../models/index.js';
 import { backboneFromSpec } from './backbone-spec.js';
 import { derivedSchedule, type DatasetSpec, type TrainConfig } from './config.js';
-import { loadShard, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointDataInfo, type CheckpointMeta } from './checkpoint.js';
+import { loadShardInto, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointDataInfo, type CheckpointMeta } from './checkpoint.js';
+import { classStorageOf } from './class-storage.js';
 import { BadSampleMonitor, formatEpochCount } from './bad-samples.js';
 import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpointDataInfo } from './dataset-checks.js';
 import { ProgressReporter, type ProgressStream } from './progress.js';
@@ -194,6 +195,7 @@ export class Trainer {
       update: sharded ? 'fused' : 'dense',
       ...(sharded ? { fusedSgd: { lr: this.schedule.baseLr, momentum: config.momentum, weightDecay: config.weightDecay } } : {}),
       computeAccuracy: config.calcAcc,
+      classStorage: config.classStorage,
     });
     const replicated = sharded ? backbone.parameters() : [...backbone.parameters(), ...this.head.parameters()];
     this.dataParallel = group.worldSize > 1 ? new DataParallel(replicated, { group }) : null;
@@ -268,8 +270,9 @@ export class Trainer {
       if (existsSync(optimizerFile)) {
         this.optimizer.loadStateDict(unpackOptimizerState(loadVerifiedCheckpointFile(dir, meta, 'optimizer.safetensors'), readSafetensorsMetadata(optimizerFile)));
       }
-      const shard = this.sharded ? loadShard(dir, meta, this.group.rank, this.group.worldSize) : loadShard(dir, meta, 0, 1);
-      this.head.loadStateDict(shard);
+      // Streamed into the head's own tensors, converted to its class storage dtype tile by tile.
+      if (this.sharded) loadShardInto(dir, meta, this.group.rank, this.group.worldSize, this.head.stateDict());
+      else loadShardInto(dir, meta, 0, 1, this.head.stateDict());
     });
     this.step = meta.step;
     this.head.samplerStep = meta.samplerStep;
@@ -298,6 +301,7 @@ export class Trainer {
           backbone: this.config.model,
           lossType: this.config.lossType,
           shardTensors: Object.keys(headState),
+          classStorage: classStorageOf(this.head.weight.dtype) ?? 'float32',
           config: { ...this.config } as Record<string, unknown>,
           data: this.dataInfo,
         },
