@@ -11,6 +11,7 @@ import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { safetensorsElementBytes, type SafetensorsDType } from '../torch/safetensors.js';
 import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
+import type { Tensor } from '../torch/tensor.js';
 import { shardLayout } from '../head/shard-layout.js';
 import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
 import { assertFiniteTensor, verifyCheckpointFile } from '../train/checkpoint-integrity.js';
@@ -63,16 +64,9 @@ function chunkRowsOption(embeddingSize: number, chunkRows: number | undefined): 
   return rows;
 }
 
-/**
- * The L2-normalized rows of the checkpoint's FC `weight`, all `meta.numClasses` classes in global
- * order, read shard by shard and `chunkRows` rows at a time (memory stays at one block whatever
- * the class count). Every shard file is checked against its recorded digest before it is read, and
- * every block for NaN/Inf. Zero rows stay zero.
- */
-export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMeta, options: { chunkRows?: number } = {}): Generator<CheckpointCenterRows> {
-  checkCenterMeta(checkpointDir, meta);
+/** The normalized float32 blocks of the class centres; each block is disposed once the consumer moves on. */
+function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, chunkRows: number): Generator<{ first: number; count: number; block: Tensor; shard: number }> {
   const { numClasses, embeddingSize, worldSize } = meta;
-  const chunkRows = chunkRowsOption(embeddingSize, options.chunkRows);
   // One staging buffer for the raw rows of every chunk: a bfloat16 or float16 shard is widened to
   // float32 a chunk at a time only.
   let staging = new Uint8Array(0);
@@ -95,15 +89,19 @@ export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMet
       if (staging.length < chunkBytes) staging = new Uint8Array(chunkBytes);
       for (let local = 0; local < layout.numLocalClasses; local += chunkRows) {
         const count = Math.min(chunkRows, layout.numLocalClasses - local);
-        const rows = noGrad(() =>
+        const block = noGrad(() =>
           tidy(() => {
             const raw = reader.readRows('weight', local, count, staging);
             const values = raw.dtype === 'float32' ? raw : raw.to('float32');
             assertFiniteTensor(file, `weight (rows ${local} to ${local + count - 1})`, values);
-            return F.normalize(values, 2, 1).dataSync() as Float32Array;
+            return F.normalize(values, 2, 1);
           }),
         );
-        yield { first, count, rows, shard: rank };
+        try {
+          yield { first, count, block, shard: rank };
+        } finally {
+          block.dispose();
+        }
         first += count;
       }
     } finally {
@@ -111,6 +109,19 @@ export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMet
     }
   }
   if (first !== numClasses) throw new Error(`checkpoint centres: read ${first} rows, expected ${numClasses}`);
+}
+
+/**
+ * The L2-normalized rows of the checkpoint's FC `weight`, all `meta.numClasses` classes in global
+ * order, read shard by shard and `chunkRows` rows at a time (memory stays at one block whatever
+ * the class count). Every shard file is checked against its recorded digest before it is read, and
+ * every block for NaN/Inf. Zero rows stay zero.
+ */
+export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMeta, options: { chunkRows?: number } = {}): Generator<CheckpointCenterRows> {
+  checkCenterMeta(checkpointDir, meta);
+  for (const { first, count, block, shard } of normalizedCenterBlocks(checkpointDir, meta, chunkRowsOption(meta.embeddingSize, options.chunkRows))) {
+    yield { first, count, rows: block.dataSync() as Float32Array, shard };
+  }
 }
 
 /**
@@ -135,9 +146,9 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
   const writer = new SafetensorsStreamWriter(outPath, [{ name: 'centers', dtype, shape: [numClasses, embeddingSize] }], metadata);
   const shardRows = new Array<number>(worldSize).fill(0);
   try {
-    for (const block of checkpointCenterRows(checkpointDir, meta, { chunkRows })) {
-      noGrad(() => tidy(() => writer.append('centers', F.fromTypedArray(block.rows, [block.count, embeddingSize]))));
-      shardRows[block.shard]! += block.count;
+    for (const { count, block, shard } of normalizedCenterBlocks(checkpointDir, meta, chunkRows)) {
+      writer.append('centers', block);
+      shardRows[shard]! += count;
     }
     writer.finish();
   } catch (error) {

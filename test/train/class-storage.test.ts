@@ -13,6 +13,7 @@ import {
   resolveConfig,
   loadConfigFile,
   saveCheckpoint,
+  checkpointName,
   readMeta,
   readClassRows,
   loadShardInto,
@@ -75,53 +76,61 @@ interface Written {
   bias: Float32Array;
 }
 
-/** A checkpoint of `shards` shards whose weight and momentum are stored as `storage` (bias float32). */
+/**
+ * A checkpoint of `shards` shards whose weight and momentum are stored as `storage` (bias float32).
+ * Rank 0 saves; the other ranks' shards are written into its temporary directory at the first
+ * barrier, as real ranks would, so meta.json records every shard's digest.
+ */
 function writeCheckpoint(name: string, storage: ClassStorage, shards: number, options: { withBias?: boolean; recordStorage?: boolean } = {}): Written {
   const weight = master(1);
   const momentum = master(2);
   const bias = master(3, CLASSES, 1);
   const names = ['weight', 'weight_momentum', ...(options.withBias ? ['bias', 'bias_momentum'] : [])];
-  let dir = '';
-  let offset = 0;
   const base = Math.floor(CLASSES / shards);
-  for (let rank = 0; rank < shards; rank++) {
-    const rows = base + (rank < CLASSES % shards ? 1 : 0);
-    tidy(() => {
+  const dir = tidy(() => {
+    const shardTensors: Record<string, Tensor>[] = [];
+    let offset = 0;
+    for (let rank = 0; rank < shards; rank++) {
+      const rows = base + (rank < CLASSES % shards ? 1 : 0);
       const slice = (values: Float32Array, cols: number): Tensor => F.tensor(values.slice(offset * cols, (offset + rows) * cols), { shape: cols === 1 ? [rows] : [rows, cols] });
-      const tensors: Record<string, Tensor> = {
+      shardTensors.push({
         weight: slice(weight, EMB).to(storage),
         weight_momentum: slice(momentum, EMB).to(storage),
         ...(options.withBias ? { bias: slice(bias, 1), bias_momentum: slice(bias, 1) } : {}),
-      };
-      if (rank === 0) {
-        dir = saveCheckpoint(join(work, name), {
-          rank: 0,
-          shardCount: shards,
-          meta: {
-            numClasses: CLASSES,
-            embeddingSize: EMB,
-            step: 7,
-            epoch: 1,
-            dataOrder: { epoch: 1, position: 0 },
-            samplerStep: 7,
-            seed: 0,
-            backbone: 'none',
-            lossType: options.withBias ? 'dist_softmax' : 'dist_arcface',
-            shardTensors: names,
-            ...(options.recordStorage === false ? {} : { classStorage: storage }),
-            config: {},
-          },
-          backbone: { w: F.zeros([1]) },
-          shard: { index: 0, tensors },
-          barrier: () => {},
-          keepLast: 1,
-        });
-      } else {
-        saveSafetensors(join(dir, shardFileName(rank, shards)), tensors, { rank: String(rank), worldSize: String(shards) });
+      });
+      offset += rows;
+    }
+    const root = join(work, name);
+    let barriers = 0;
+    const otherRanksWrite = (): void => {
+      if (++barriers !== 1) return;
+      for (let rank = 1; rank < shards; rank++) {
+        saveSafetensors(join(root, `.tmp-${checkpointName(7)}`, shardFileName(rank, shards)), shardTensors[rank]!, { rank: String(rank), worldSize: String(shards) });
       }
+    };
+    return saveCheckpoint(root, {
+      rank: 0,
+      shardCount: shards,
+      meta: {
+        numClasses: CLASSES,
+        embeddingSize: EMB,
+        step: 7,
+        epoch: 1,
+        dataOrder: { epoch: 1, position: 0 },
+        samplerStep: 7,
+        seed: 0,
+        backbone: 'none',
+        lossType: options.withBias ? 'dist_softmax' : 'dist_arcface',
+        shardTensors: names,
+        ...(options.recordStorage === false ? {} : { classStorage: storage }),
+        config: {},
+      },
+      backbone: { w: F.zeros([1]) },
+      shard: { index: 0, tensors: shardTensors[0]! },
+      barrier: otherRanksWrite,
+      keepLast: 1,
     });
-    offset += rows;
-  }
+  });
   return { dir, meta: readMeta(dir), weight, momentum, bias };
 }
 
@@ -315,7 +324,8 @@ test('trainers resume across storage: float32 head from a bfloat16 reshard (wide
   assert.equal(saved.classStorage, 'float32');
   const bf16 = join(dir, 'bf16');
   reshardCheckpoint(lastCheckpoint, 1, bf16, { storage: 'bfloat16' });
-  const resumed = await Trainer.create({ ...config, resume: bf16 });
+  // Its own checkpoint directory: saving step 2 again must not replace the float32 checkpoint read below.
+  const resumed = await Trainer.create({ ...config, checkpointDir: join(dir, 'resumed'), resume: bf16 });
   try {
     assert.equal(resumed.step, 2);
     tidy(() => {

@@ -16,6 +16,7 @@ import {
   readMeta,
   readSafetensorsHeader,
   saveCheckpoint,
+  checkpointName,
   shardFileName,
   tidy,
   ops as F,
@@ -30,11 +31,28 @@ const work = mkdtempSync(join(tmpdir(), 'plsc-storage-stream-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 const worker = fileURLToPath(new URL('./fixtures/storage-stream-worker.js', import.meta.url));
 
-/** A one-shard float32 checkpoint (weight and weight_momentum), written a tile at a time. */
+/**
+ * A one-shard float32 checkpoint (weight and weight_momentum). The shard is streamed a tile at a
+ * time into the checkpoint's temporary directory at the first barrier, where a shard-owning rank
+ * writes it, so saveCheckpoint records its digest.
+ */
 function writeLargeCheckpoint(): string {
   manualSeed(5);
-  const dir = tidy(() =>
-    saveCheckpoint(join(work, 'checkpoints'), {
+  const root = join(work, 'checkpoints');
+  let barriers = 0;
+  const writeShard = (): void => {
+    if (++barriers !== 1) return;
+    const writer = new SafetensorsStreamWriter(join(root, `.tmp-${checkpointName(1)}`, shardFileName(0, 1)), [
+      { name: 'weight', dtype: 'float32', shape: [CLASSES, EMB] },
+      { name: 'weight_momentum', dtype: 'float32', shape: [CLASSES, EMB] },
+    ]);
+    for (const entry of writer.order) {
+      for (let first = 0; first < CLASSES; first += 32_768) tidy(() => writer.append(entry.name, F.mul(F.randn([32_768, EMB]), 0.05)));
+    }
+    writer.finish();
+  };
+  return tidy(() =>
+    saveCheckpoint(root, {
       rank: 0,
       shardCount: 1,
       meta: {
@@ -53,19 +71,10 @@ function writeLargeCheckpoint(): string {
       },
       backbone: { w: F.zeros([1]) },
       shard: null,
-      barrier: () => {},
+      barrier: writeShard,
       keepLast: 1,
     }),
   );
-  const writer = new SafetensorsStreamWriter(join(dir, shardFileName(0, 1)), [
-    { name: 'weight', dtype: 'float32', shape: [CLASSES, EMB] },
-    { name: 'weight_momentum', dtype: 'float32', shape: [CLASSES, EMB] },
-  ]);
-  for (const entry of writer.order) {
-    for (let first = 0; first < CLASSES; first += 32_768) tidy(() => writer.append(entry.name, F.mul(F.randn([32_768, EMB]), 0.05)));
-  }
-  writer.finish();
-  return dir;
 }
 
 interface Measured {
