@@ -12,9 +12,29 @@ import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy, keep } from '../torch/scope.js';
 import { loadRows, rowUpdate, tileForward, tileGrad, type RowSelection, type TileTargets } from '../torch/fused.js';
-import type { PartialFC } from './partial-fc.js';
+import type { ClassStorage } from '../torch/fused.js';
+import type { ProcessGroup } from '../distributed/process-group.js';
+import type { CombinedMarginLoss } from './margin.js';
 
 export const NORM_EPS = 1e-12;
+
+/** What a step reads and updates of its head (PartialFC is one). */
+export interface ShardedHead {
+  readonly embeddingSize: number;
+  readonly margin: CombinedMarginLoss;
+  readonly group: ProcessGroup;
+  readonly seed: number;
+  readonly chunkSize: number;
+  readonly updateBlockRows: number;
+  readonly update: 'dense' | 'fused';
+  readonly classStorage: ClassStorage;
+  readonly computeAccuracy: boolean;
+  readonly numLocalClasses: number;
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  fusedHyperparameters(): { lr: number; momentum: number; weightDecay: number };
+  momentumBuffer(name: 'weight_momentum' | 'bias_momentum'): Tensor;
+}
 
 export interface StepPlan {
   /** The sampler step of this forward: with the seed and rank, it keys the stochastic rounding. */
@@ -45,7 +65,7 @@ interface Tile {
 
 export class HeadStep {
   accuracy: number | null = null;
-  private readonly head: PartialFC;
+  private readonly head: ShardedHead;
   private readonly plan: StepPlan;
   private readonly kept: Tensor[] = [];
   private features!: Tensor; // Xn (normalized) or X (plain softmax), [B, D]
@@ -61,7 +81,7 @@ export class HeadStep {
   /** exp(tileMax - globalMax) / globalSum, [numTiles, B]: turns a tile's exps into probabilities. */
   private tileScale!: Tensor;
 
-  constructor(head: PartialFC, plan: StepPlan) {
+  constructor(head: ShardedHead, plan: StepPlan) {
     this.head = head;
     this.plan = plan;
   }
