@@ -71,6 +71,33 @@ function truncateFrom<T extends { step: number }>(points: T[], step: number): vo
   points.length = keep;
 }
 
+/**
+ * The `results` of a validation or classification record, one point per target: each result must be
+ * an object with a non-empty "target"; a target's points from this step on are replaced (a resumed run).
+ */
+function addResultPoints<P extends { step: number }>(
+  record: JsonObject,
+  kind: string,
+  series: Map<string, P[]>,
+  step: number,
+  fail: (message: string) => never,
+  toPoint: (result: JsonObject, failResult: (message: string) => never) => P,
+): void {
+  const results = record.results;
+  if (!Array.isArray(results)) fail(`"results" of a ${kind} record must be an array, got ${JSON.stringify(results)}`);
+  (results as unknown[]).forEach((entry, k) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`results[${k}] must be an object, got ${JSON.stringify(entry)}`);
+    const result = entry as JsonObject;
+    const failResult = (message: string): never => fail(`results[${k}]: ${message}`);
+    if (typeof result.target !== 'string' || result.target === '') failResult(`"target" must be a non-empty string, got ${JSON.stringify(result.target)}`);
+    const target = result.target as string;
+    let points = series.get(target);
+    if (points === undefined) series.set(target, (points = []));
+    truncateFrom(points, step);
+    points.push(toPoint(result, failResult));
+  });
+}
+
 /** Parse metrics JSON lines; errors name the file (`name`) and line. Blank lines are ignored. */
 export function parseTrainingMetrics(text: string, name = '<metrics>'): TrainingMetrics {
   const train: TrainPoint[] = [];
@@ -110,40 +137,21 @@ export function parseTrainingMetrics(text: string, name = '<metrics>'): Training
         time: typeof time === 'string' ? time : null,
       });
     } else if (type === 'validation') {
-      const results = record.results;
-      if (!Array.isArray(results)) fail(`"results" of a validation record must be an array, got ${JSON.stringify(results)}`);
-      (results as unknown[]).forEach((entry, k) => {
-        if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`results[${k}] must be an object, got ${JSON.stringify(entry)}`);
-        const result = entry as JsonObject;
-        const failResult = (message: string): never => fail(`results[${k}]: ${message}`);
-        if (typeof result.target !== 'string' || result.target === '') failResult(`"target" must be a non-empty string, got ${JSON.stringify(result.target)}`);
-        const target = result.target as string;
-        let points = validation.get(target);
-        if (points === undefined) validation.set(target, (points = []));
-        truncateFrom(points, stepNumber);
-        points.push({
-          step: stepNumber,
-          accuracy: optionalNumber(result, 'accuracy', failResult),
-          std: optionalNumber(result, 'std', failResult),
-          xnorm: optionalNumber(result, 'xnorm', failResult),
-        });
-      });
+      addResultPoints(record, 'validation', validation, stepNumber, fail, (result, failResult) => ({
+        step: stepNumber,
+        accuracy: optionalNumber(result, 'accuracy', failResult),
+        std: optionalNumber(result, 'std', failResult),
+        xnorm: optionalNumber(result, 'xnorm', failResult),
+      }));
     } else if (type === 'bad_samples') {
       // Counted in the log and the file; the report charts training and validation only.
     } else if (type === 'classification') {
-      const results = record.results;
-      if (!Array.isArray(results)) fail(`"results" of a classification record must be an array, got ${JSON.stringify(results)}`);
-      (results as unknown[]).forEach((entry, k) => {
-        if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(`results[${k}] must be an object, got ${JSON.stringify(entry)}`);
-        const result = entry as JsonObject;
-        const failResult = (message: string): never => fail(`results[${k}]: ${message}`);
-        if (typeof result.target !== 'string' || result.target === '') failResult(`"target" must be a non-empty string, got ${JSON.stringify(result.target)}`);
-        const target = result.target as string;
-        let points = classification.get(target);
-        if (points === undefined) classification.set(target, (points = []));
-        truncateFrom(points, stepNumber);
-        points.push({ step: stepNumber, images: optionalNumber(result, 'images', failResult), top1: optionalNumber(result, 'top1', failResult), top5: optionalNumber(result, 'top5', failResult) });
-      });
+      addResultPoints(record, 'classification', classification, stepNumber, fail, (result, failResult) => ({
+        step: stepNumber,
+        images: optionalNumber(result, 'images', failResult),
+        top1: optionalNumber(result, 'top1', failResult),
+        top5: optionalNumber(result, 'top5', failResult),
+      }));
     } else {
       fail(`unknown record type ${JSON.stringify(type)} (expected "validation", "classification", "bad_samples" or none)`);
     }
