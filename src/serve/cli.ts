@@ -82,6 +82,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     log: { type: 'boolean' },
     'exit-with-parent': { type: 'boolean' },
   } as const;
+  // Read before the model loads, so a parent that exits during start-up is noticed too.
+  const parentAtStart = process.ppid;
   return runCommand({ name: 'serve', usage: SERVE_USAGE, options }, argv, async ({ values }) => {
     const modelPath = required(values.model, 'model');
     let token = process.env.PLSC_SERVE_TOKEN || undefined;
@@ -113,11 +115,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logger: values.log ?? false,
     };
     const serveOptions: ServeOptions = { modelPath, ...Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== undefined)) };
-    return serve(serveOptions, values['exit-with-parent'] === true || startedByNpm());
+    return serve(serveOptions, values['exit-with-parent'] === true || startedByNpm() ? parentAtStart : null);
   });
 }
 
-async function serve(options: ServeOptions, exitWithParent: boolean): Promise<number> {
+/** `exitWithParent`: the pid whose exit shuts the server down, or null to outlive the parent. */
+async function serve(options: ServeOptions, exitWithParent: number | null): Promise<number> {
   // Loaded here so that usage errors and --help answer without loading onnxruntime and sharp.
   const { startServer } = await import('./server.js');
   const { server, url } = await startServer(options);
@@ -143,13 +146,13 @@ async function serve(options: ServeOptions, exitWithParent: boolean): Promise<nu
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    if (exitWithParent) {
+    if (exitWithParent !== null) {
       stopWatchingParent = watchParent((parent) => {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);
         console.error(`plsc serve: parent process ${parent} exited: finishing in-flight requests`);
         server.close().then(resolve, reject);
-      });
+      }, 1000, exitWithParent);
     }
   });
   console.error('plsc serve: stopped');

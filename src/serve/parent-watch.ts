@@ -3,11 +3,12 @@
 // re-parented to init or a subreaper. The parent's exit shows as a change of process.ppid.
 
 /**
- * Calls `onExit` once, with the former parent's pid, when this process's parent has exited. Polls
- * every `intervalMs`; the timer does not keep the process alive. Returns a function that stops watching.
+ * Calls `onExit` once, with the former parent's pid, when `parent` (by default this process's parent
+ * now) is no longer this process's parent. Pass the pid read at start-up: a parent that dies while
+ * the model loads is then noticed at the first poll. Polls every `intervalMs`; the timer does not
+ * keep the process alive. Returns a function that stops watching.
  */
-export function watchParent(onExit: (formerParent: number) => void, intervalMs = 1000): () => void {
-  const parent = process.ppid;
+export function watchParent(onExit: (formerParent: number) => void, intervalMs = 1000, parent = process.ppid): () => void {
   const timer = setInterval(() => {
     if (process.ppid === parent) return;
     clearInterval(timer);

@@ -21,8 +21,17 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Start serve under an intermediate parent, SIGKILL the parent, and report what the server did in `waitMs`. */
-async function killParentOf(args: string[], env: NodeJS.ProcessEnv, waitMs: number): Promise<{ exited: boolean; output: string }> {
+/**
+ * Start serve under an intermediate parent, SIGKILL the parent once the server listens (or, with
+ * `killWhen: 'starting'`, as soon as serveCommand has begun, before the model is loaded),
+ * and report what the server did in `waitMs`.
+ */
+async function killParentOf(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  waitMs: number,
+  killWhen: 'listening' | 'starting' = 'listening',
+): Promise<{ exited: boolean; output: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'plsc-serve-parent-'));
   let servePid = 0;
   try {
@@ -35,7 +44,7 @@ async function killParentOf(args: string[], env: NodeJS.ProcessEnv, waitMs: numb
       const timer = setTimeout(() => reject(new Error(`server did not start: ${output}`)), 30_000);
       const onData = (chunk: Buffer) => {
         output += chunk.toString();
-        if (/listening on http/.test(output)) {
+        if ((killWhen === 'starting' ? /serve-cli: entered/ : /listening on http/).test(output)) {
           clearTimeout(timer);
           resolve();
         }
@@ -68,6 +77,12 @@ test('plsc serve --exit-with-parent shuts down cleanly when its parent is killed
   assert.ok(exited, `server still running 15 s after its parent died:\n${output}`);
   assert.match(output, /plsc serve: parent process \d+ exited: finishing in-flight requests/);
   assert.match(output, /plsc serve: stopped/);
+});
+
+test('plsc serve --exit-with-parent also exits when the parent dies while the model is still loading', async () => {
+  const { exited, output } = await killParentOf(['--exit-with-parent'], envWithout('npm_command'), 30_000, 'starting');
+  assert.ok(exited, `server still running 30 s after its parent died during start-up:\n${output}`);
+  assert.match(output, /plsc serve: parent process \d+ exited/);
 });
 
 test('plsc serve started by npm (npm_command set, as npx does) exits with its parent; otherwise it stays', async () => {
