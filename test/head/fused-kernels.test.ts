@@ -217,3 +217,29 @@ test('kernels reject bad arguments with a message naming the argument', () => {
     assert.throws(() => rowUpdate(w, F.zeros([5, 2]), { first: 0, count: 1 }, F.zeros([1, 2]), null, { lr: 1, momentum: 0, weightDecay: 0 }, [-1]), /non-negative safe integers/);
   });
 });
+
+test('float16 rows: storeRows rounds like torch (nearest even, subnormals, overflow, signed zero, NaN) and loadRows widens exactly', () => {
+  tidy(() => {
+    const special = [
+      0, -0, 1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11), 65504, 65519.99, 65520, 7e4, -7e4, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25,
+      3e-8, 1e-8, 6e-5, -6e-5, 2 ** -14, 2 ** -14 - 2 ** -25, Infinity, -Infinity, NaN, 0.1, -3.14159, 1234.567,
+    ];
+    manualSeed(3);
+    const values = F.cat([F.tensor(special), F.mul(F.randn([6 * 64 - special.length]), 100)]).reshape([6, 64]);
+    const stored = F.zeros([8, 64], { dtype: 'float16' });
+    storeRows(stored, { first: 1, count: 6 }, values, [1, 2, 3]);
+    const expected = F.to(F.to(values, 'float16'), 'float32').toArray();
+    const actual = F.to(F.narrow(stored, 0, 1, 6), 'float32').toArray();
+    for (let i = 0; i < expected.length; i++) {
+      const [a, e] = [actual[i] as number, expected[i] as number];
+      assert.ok(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)), `element ${i}: ${values.toArray()[i]} stored as ${a}, torch rounds to ${e}`);
+    }
+    const widened = F.empty([6, 64]);
+    loadRows(stored, { index: int64([1, 2, 3, 4, 5, 6]) }, widened, null, null, 1e-12);
+    const back = widened.toArray();
+    for (let i = 0; i < expected.length; i++) {
+      const [a, e] = [back[i] as number, expected[i] as number];
+      assert.ok(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)), `element ${i}: widened to ${a}, expected ${e}`);
+    }
+  });
+});
