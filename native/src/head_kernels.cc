@@ -166,7 +166,7 @@ PLSC_INLINE void loadRowsRange(const void* store, int64_t dim, const int64_t* in
 template <typename Row>
 PLSC_INLINE void rowUpdateRange(void* weight, void* momentumStore, int64_t dim, const int64_t* index, int64_t first,
                                 int64_t begin, int64_t end, const float* grad, const float* inverseSquaredNorm,
-                                const SgdStep& step) {
+                                const SgdStep& step, float* previousRows) {
   auto* w = static_cast<typename Row::T*>(weight);
   auto* m = static_cast<typename Row::T*>(momentumStore);
   const float lr = step.lr;
@@ -180,6 +180,10 @@ PLSC_INLINE void rowUpdateRange(void* weight, void* momentumStore, int64_t dim, 
     if (inverseSquaredNorm != nullptr) decay = decay - dotRow<Row>(wr, g, dim) * inverseSquaredNorm[r];
     uint32_t weightSeed = rowSeed(step.key, row, 0);
     uint32_t momentumSeed = rowSeed(step.key, row, 1);
+    if (previousRows != nullptr) {
+      float* previous = previousRows + r * dim;
+      for (int64_t i = 0; i < dim; i++) previous[i] = Row::load(wr, i);
+    }
     for (int64_t i = 0; i < dim; i++) {
       float wv = Row::load(wr, i);
       float d = g[i] + wv * decay;
@@ -212,8 +216,10 @@ PLSC_INLINE void storeRowsRange(void* store, int64_t dim, const int64_t* index, 
   }                                                                                                                   \
   PLSC_VECTOR_CLONES void rowUpdate##NAME(void* weight, void* momentumStore, int64_t dim, const int64_t* index,       \
                                           int64_t first, int64_t begin, int64_t end, const float* grad,               \
-                                          const float* inverseSquaredNorm, const SgdStep& step) {                     \
-    rowUpdateRange<ROW>(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step);         \
+                                          const float* inverseSquaredNorm, const SgdStep& step,                       \
+                                          float* previousRows) {                                                      \
+    rowUpdateRange<ROW>(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step,          \
+                        previousRows);                                                                                \
   }                                                                                                                   \
   PLSC_VECTOR_CLONES void storeRows##NAME(void* store, int64_t dim, const int64_t* index, int64_t first,              \
                                           int64_t begin, int64_t end, const float* values, uint64_t key,              \
@@ -338,12 +344,12 @@ void loadRows(const void* store, Storage storage, int64_t dim, const int64_t* in
 }
 
 void rowUpdate(void* weight, void* momentumStore, Storage storage, int64_t dim, const int64_t* index, int64_t first,
-               int64_t count, const float* grad, const float* inverseSquaredNorm, SgdStep step) {
+               int64_t count, const float* grad, const float* inverseSquaredNorm, SgdStep step, float* previousRows) {
   at::parallel_for(0, count, rowGrain(dim), [&](int64_t begin, int64_t end) {
     switch (storage) {
-      case Storage::Float32: return rowUpdateF32(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step);
-      case Storage::BFloat16: return rowUpdateBF16(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step);
-      case Storage::Float16: return rowUpdateF16(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step);
+      case Storage::Float32: return rowUpdateF32(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step, previousRows);
+      case Storage::BFloat16: return rowUpdateBF16(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step, previousRows);
+      case Storage::Float16: return rowUpdateF16(weight, momentumStore, dim, index, first, begin, end, grad, inverseSquaredNorm, step, previousRows);
     }
   });
 }

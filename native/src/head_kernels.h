@@ -53,9 +53,12 @@ struct SgdStep {
 //   decay_t = weightDecay - (inverseSquaredNorm ? (grad_t . w_t) * inverseSquaredNorm[t] : 0)
 //     (the centre normalization's radial term folded into the decay of w);
 //   d = grad_t + decay_t * w_t; m = d + momentum * m; w = w - lr * m.
-// grad [count, dim] is float32; weight and momentumStore share `storage`.
+// grad [count, dim] is float32; weight and momentumStore share `storage`. previousRows (optional,
+// float32 [count, dim]) receives each row's weight before the update, widened: the backward GEMM
+// that needs the old rows then reads them from there instead of a second gather of the store.
 void rowUpdate(void* weight, void* momentumStore, Storage storage, int64_t dim, const int64_t* index, int64_t first,
-               int64_t count, const float* grad, const float* inverseSquaredNorm, SgdStep step);
+               int64_t count, const float* grad, const float* inverseSquaredNorm, SgdStep step,
+               float* previousRows = nullptr);
 
 // Writes float32 rows [count, dim] into store rows (index ? index[i] : first + i) with the storage's
 // rounding: bfloat16 rounds stochastically with bits from (key, store row, element, stream),

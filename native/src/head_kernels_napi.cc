@@ -180,7 +180,7 @@ uint64_t keyOf(const Napi::Value& value) {
   return key;
 }
 
-// headRowUpdate(weight, momentum, index?, first, count, grad, inverseSquaredNorm?, lr, momentumFactor, weightDecay, key[])
+// headRowUpdate(weight, momentum, index?, first, count, grad, inverseSquaredNorm?, lr, momentumFactor, weightDecay, key[], previousRows?)
 Napi::Value RowUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   drainReleases();
@@ -200,7 +200,9 @@ Napi::Value RowUpdate(const Napi::CallbackInfo& info) {
     head::SgdStep step{static_cast<float>(info[7].As<Napi::Number>().DoubleValue()),
                        static_cast<float>(info[8].As<Napi::Number>().DoubleValue()),
                        static_cast<float>(info[9].As<Napi::Number>().DoubleValue()), keyOf(info[10])};
-    head::rowUpdate(weight.data_ptr(), momentum.data_ptr(), storage, dim, rows.index, rows.first, rows.count, grad, inverseSquaredNorm, step);
+    float* previousRows = info.Length() > 11 ? floats(env, info[11], rows.count * dim, "headRowUpdate previousRows") : nullptr;
+    head::rowUpdate(weight.data_ptr(), momentum.data_ptr(), storage, dim, rows.index, rows.first, rows.count, grad, inverseSquaredNorm, step,
+                    previousRows);
   } catch (...) {
     rethrowAsJs(env, "headRowUpdate");
   }

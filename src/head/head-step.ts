@@ -194,12 +194,10 @@ export class HeadStep {
         const maxScaledCosine = head.computeAccuracy ? F.full([B], -Infinity) : null;
         const weightBuffer = this.readsShardDirectly ? null : F.empty([tileRows, head.embeddingSize]);
         const logitsBuffer = recompute ? F.empty([tileRows, B]) : null;
-        this.tiles.forEach((tile, t) => {
-          tidy(() => {
-            const logits = F.narrow((this.exps ?? logitsBuffer) as Tensor, 0, this.exps !== null ? tile.start : 0, tile.length);
-            const weight = this.tileWeight(tile, weightBuffer, true);
-            this.tileLogits(tile, t, weight, logits, { colSum: F.narrow(tileSum, 0, t, 1), maxScaledCosine });
-          });
+        this.forEachTile((tile, t) => {
+          const logits = F.narrow((this.exps ?? logitsBuffer) as Tensor, 0, this.exps !== null ? tile.start : 0, tile.length);
+          const weight = this.tileWeight(tile, weightBuffer, true);
+          this.tileLogits(tile, t, weight, logits, { colSum: F.narrow(tileSum, 0, t, 1), maxScaledCosine });
         });
 
         const rowMax = F.amax(this.tileMax, 0);
@@ -264,6 +262,11 @@ export class HeadStep {
     }
   }
 
+  /** The one loop over the class tiles (forward and backward): each tile in its own scope. */
+  private forEachTile(body: (tile: Tile, index: number) => void): void {
+    this.tiles.forEach((tile, index) => tidy(() => body(tile, index)));
+  }
+
   private allReduceMax(rowMax: Tensor, maxScaledCosine: Tensor | null): void {
     const group = this.head.group;
     if (maxScaledCosine === null) {
@@ -298,37 +301,39 @@ export class HeadStep {
           const weightGradBuffer = F.empty([this.tileRows, D]);
           const logitsBuffer = this.exps === null ? F.empty([this.tileRows, B]) : null;
 
-          this.tiles.forEach((tile, t) => {
-            tidy(() => {
-              const weight = this.tileWeight(tile, weightBuffer, false);
-              let grad: Tensor;
-              if (this.exps !== null) {
-                grad = F.narrow(this.exps, 0, tile.start, tile.length);
-              } else {
-                grad = F.narrow(logitsBuffer as Tensor, 0, 0, tile.length);
-                this.tileLogits(tile, t, weight, grad, null);
+          // With kept exps, rows read through a buffer and the fused update, the update itself widens
+          // the tile's old rows into the buffer for dXn: the store is read once in backward, not twice.
+          const rowsFromUpdate = this.exps !== null && weightBuffer !== null && sgd !== null;
+          this.forEachTile((tile, t) => {
+            const weight = rowsFromUpdate ? F.narrow(weightBuffer, 0, 0, tile.length) : this.tileWeight(tile, weightBuffer, false);
+            let grad: Tensor;
+            if (this.exps !== null) {
+              grad = F.narrow(this.exps, 0, tile.start, tile.length);
+            } else {
+              grad = F.narrow(logitsBuffer as Tensor, 0, 0, tile.length);
+              this.tileLogits(tile, t, weight, grad, null);
+            }
+            // G = dL/dlogits (the 1/s of the chain folded into the coefficient), in place on the exps.
+            tileGrad(grad, F.narrow(probabilityScale, 0, t, 1), this.tileSlice(this.inverseWeightNorms, tile), tile.backwardTargets, coefficient);
+            // dW = G Xn; dXn += G^T W (W as it was before this step's update)
+            const tileWeightGrad = F.mmOut(grad, this.features, F.narrow(weightGradBuffer, 0, 0, tile.length));
+            if (!rowsFromUpdate) F.addmm_(featureGrad, grad.t(), weight);
+            const tileBiasGrad = head.bias ? F.sum(grad, 1) : null;
+            const inverseSquared = this.tileSlice(this.inverseSquaredNorms, tile);
+            if (sgd !== null) {
+              // Through the centre normalization dW -= (dW . w) / |w|^2 w: the kernel folds it into
+              // the decay of w, then runs torch.optim.SGD's update on the tile's rows in place.
+              rowUpdate(head.weight, head.momentumBuffer('weight_momentum'), tile.rows, tileWeightGrad, inverseSquared, sgd, roundingKey, rowsFromUpdate ? weight : null);
+              if (rowsFromUpdate) F.addmm_(featureGrad, grad.t(), weight);
+              if (tileBiasGrad !== null) this.biasSgd(tile, tileBiasGrad, sgd);
+            } else {
+              if (inverseSquared !== null) {
+                const radial = F.mul(F.sum(F.mul(tileWeightGrad, weight), 1), inverseSquared);
+                F.sub_(tileWeightGrad, F.mul(weight, F.unsqueeze(radial, 1)));
               }
-              // G = dL/dlogits (the 1/s of the chain folded into the coefficient), in place on the exps.
-              tileGrad(grad, F.narrow(probabilityScale, 0, t, 1), this.tileSlice(this.inverseWeightNorms, tile), tile.backwardTargets, coefficient);
-              // dXn += G^T W; dW = G Xn
-              F.addmm_(featureGrad, grad.t(), weight);
-              const tileWeightGrad = F.mmOut(grad, this.features, F.narrow(weightGradBuffer, 0, 0, tile.length));
-              const tileBiasGrad = head.bias ? F.sum(grad, 1) : null;
-              const inverseSquared = this.tileSlice(this.inverseSquaredNorms, tile);
-              if (sgd !== null) {
-                // Through the centre normalization dW -= (dW . w) / |w|^2 w: the kernel folds it into
-                // the decay of w, then runs torch.optim.SGD's update on the tile's rows in place.
-                rowUpdate(head.weight, head.momentumBuffer('weight_momentum'), tile.rows, tileWeightGrad, inverseSquared, sgd, roundingKey);
-                if (tileBiasGrad !== null) this.biasSgd(tile, tileBiasGrad, sgd);
-              } else {
-                if (inverseSquared !== null) {
-                  const radial = F.mul(F.sum(F.mul(tileWeightGrad, weight), 1), inverseSquared);
-                  F.sub_(tileWeightGrad, F.mul(weight, F.unsqueeze(radial, 1)));
-                }
-                HeadStep.writeTileRows(tile, weightGrad as Tensor, tileWeightGrad);
-                if (tileBiasGrad !== null) HeadStep.writeTileRows(tile, biasGrad as Tensor, tileBiasGrad);
-              }
-            });
+              HeadStep.writeTileRows(tile, weightGrad as Tensor, tileWeightGrad);
+              if (tileBiasGrad !== null) HeadStep.writeTileRows(tile, biasGrad as Tensor, tileBiasGrad);
+            }
           });
           if (this.exps !== null) this.exps.dispose();
 

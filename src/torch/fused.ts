@@ -71,6 +71,7 @@ interface HeadKernels {
     momentumFactor: number,
     weightDecay: number,
     key: number[],
+    previousRows: NativeTensor | null,
   ): void;
   headStoreRows(store: NativeTensor, index: NativeTensor | null, first: number, count: number, values: NativeTensor, key: number[], stream: number): void;
 }
@@ -139,11 +140,21 @@ export function loadRows(store: Tensor, rows: RowSelection, out: Tensor | null, 
  * SGD with momentum on selected rows of weight and momentum stores (same dtype), in place:
  * decay = weightDecay - (grad . w) * inverseSquaredNorm (when given); d = grad + decay * w;
  * m = d + momentum * m; w -= lr * m. bfloat16 writes round stochastically with bits from
- * (key, row): the same key gives the same result.
+ * (key, row): the same key gives the same result. `previousRows` (float32 [count, D]) receives the
+ * rows' weights before the update, widened as loadRows would give them.
  */
-export function rowUpdate(weight: Tensor, momentum: Tensor, rows: RowSelection, grad: Tensor, inverseSquaredNorm: Tensor | null, sgd: RowSgd, key: readonly number[]): void {
+export function rowUpdate(
+  weight: Tensor,
+  momentum: Tensor,
+  rows: RowSelection,
+  grad: Tensor,
+  inverseSquaredNorm: Tensor | null,
+  sgd: RowSgd,
+  key: readonly number[],
+  previousRows: Tensor | null = null,
+): void {
   const [index, first, count] = selection(rows);
-  kernels.headRowUpdate(weight.handle, momentum.handle, index, first, count, grad.handle, handleOf(inverseSquaredNorm), sgd.lr, sgd.momentum, sgd.weightDecay, checkedKey(key));
+  kernels.headRowUpdate(weight.handle, momentum.handle, index, first, count, grad.handle, handleOf(inverseSquaredNorm), sgd.lr, sgd.momentum, sgd.weightDecay, checkedKey(key), handleOf(previousRows));
 }
 
 /** Writes float32 rows into selected rows of a store with its rounding (bfloat16: stochastic from (key, row, stream)). */

@@ -166,7 +166,11 @@ test('rowUpdate on 16-bit rows: float32 math, each write within its rounding of 
       const grad = F.randn([3, 32]);
       const inverseSquared = F.add(F.rand([3]), 0.5);
       const ref = rowUpdateReference(weight, momentum, selection, grad, inverseSquared, sgd);
-      rowUpdate(weight, momentum, selection, grad, inverseSquared, sgd, [7, 0, 0]);
+      const before = F.empty([3, 32]);
+      loadRows(weight, selection, before, null, null, 1e-12);
+      const previous = F.full([3, 32], Number.NaN);
+      rowUpdate(weight, momentum, selection, grad, inverseSquared, sgd, [7, 0, 0], previous);
+      assert.deepEqual(previous.toArray(), before.toArray(), `${storage}: previousRows holds the rows as loadRows widened them before the update`);
       assert.equal(weight.dtype, storage);
       assertWithinRounding(F.indexSelect(momentum, 0, selection.index), ref.momentum, storage, `${storage} momentum`);
       assertWithinRounding(F.indexSelect(weight, 0, selection.index), ref.weight, storage, `${storage} weight`);
