@@ -99,23 +99,26 @@ async function measureRank(options: MeasureOptions) {
   const active = sampledClassCount(numLocal, options.sampleRate);
   const globalBatch = options.batch * (group?.worldSize ?? 1);
 
-  // The step's GEMMs per tile of `tile` classes (class-major logits): L = W_t Xn^T, dXn += G_t^T W_t, dW_t = G_t Xn.
-  // They read the shard's rows (float32) or, as the step does for 16-bit stores, a float32 tile buffer.
+  // The step's GEMMs per tile of `tile` classes (class-major logits) as the step runs them:
+  // L = W_t Xn^T, dXn += G_t^T W_t, dW_t = G_t Xn. They read the shard's rows (float32, every class)
+  // or, as the step does for sampled rows and 16-bit stores, a float32 tile buffer; the logits go to
+  // a buffer of every active row (kept for backward), or to one tile's buffer when recomputed.
   const tile = Math.min(head.updateBlockRows, active);
   const recomputes = head.chunkSize < active;
+  const readsShard = options.storage === 'float32' && active === numLocal;
   const { gemmSamples, singleCallMs } = tidy(() => {
     const x = F.randn([globalBatch, options.emb]);
     const xt = F.contiguous(x.t());
-    const logits = F.randn([tile, globalBatch]);
+    const logits = F.randn([recomputes ? tile : active, globalBatch]);
     const weightGrad = F.empty([tile, options.emb]);
     const featureGrad = F.zeros([globalBatch, options.emb]);
-    const weightTile = options.storage === 'float32' ? null : F.randn([tile, options.emb]);
+    const weightTile = readsShard ? null : F.randn([tile, options.emb]);
     const tiled = (): void => {
       for (let start = 0; start < active; start += tile) {
         tidy(() => {
           const rows = Math.min(tile, active - start);
           const w = weightTile === null ? F.narrow(head.weight, 0, start, rows) : F.narrow(weightTile, 0, 0, rows);
-          const out = F.narrow(logits, 0, 0, rows);
+          const out = F.narrow(logits, 0, recomputes ? 0 : start, rows);
           F.mmOut(w, xt, out);
           if (recomputes) F.mmOut(w, xt, out);
           F.addmm_(featureGrad, out.t(), w);
