@@ -104,8 +104,8 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   readonly classStorage: ClassStorage;
   computeAccuracy: boolean;
   /**
-   * The sparse-momentum update of update 'fused' (null for 'dense'): its groups are the weight and
-   * (plain softmax) the bias, without weight decay; its momentum buffers are this head's
+   * The sparse-momentum update of update 'fused' (null for 'dense'). Group 0 holds the weight; group 1
+   * (plain softmax only) the bias, without weight decay. Its momentum buffers are this head's
    * weight_momentum and bias_momentum, checkpointed with the shard.
    */
   readonly optimizer: RowSparseSGD | null = null;
@@ -140,11 +140,12 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     if (!this.margin.normalized) this.registerParameter('bias', F.zeros([this.layout.numLocalClasses]), this.update === 'dense');
     if (this.update === 'fused') {
       if (options.fusedSgd === undefined) throw new RangeError("update 'fused' needs fusedSgd: { lr, momentum?, weightDecay? } (the SGD that backward applies to the shard's rows)");
+      const { lr, momentum, weightDecay } = options.fusedSgd;
       const bias = this.bias;
       this.optimizer = new RowSparseSGD([{ params: [this.weight] }, ...(bias ? [{ params: [bias], weightDecay: 0 }] : [])], {
-        momentum: 0.9,
-        weightDecay: 5e-4,
-        ...options.fusedSgd,
+        lr,
+        momentum: momentum ?? 0.9,
+        weightDecay: weightDecay ?? 5e-4,
       });
       this.registerBuffer('weight_momentum', this.optimizer.momentumBuffer(this.weight));
       if (bias) this.registerBuffer('bias_momentum', this.optimizer.momentumBuffer(bias));
@@ -247,7 +248,6 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     if (!(loss as Tensor).requiresGrad) step.release();
     return { loss: loss as Tensor, accuracy: step.accuracy, numSampled: sampledIndex?.length ?? numLocalClasses };
   }
-
 }
 
 // Index of `value` in a sorted array that contains it (the sampled set always holds the positives).

@@ -235,6 +235,8 @@ test('the fused head steps with its RowSparseSGD: lr from its param groups, the 
     assert.deepEqual(saved['weight_momentum']?.toArray(), rowSgd.momentumBuffer(fused.weight).toArray(), 'the checkpointed momentum is the optimizer\'s');
     assert.deepEqual(saved['bias_momentum']?.toArray(), rowSgd.momentumBuffer(fused.bias as Tensor).toArray(), 'the checkpointed momentum is the optimizer\'s');
     assert.throws(() => new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused' }), /update 'fused' needs fusedSgd/);
+    const defaults = new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused', fusedSgd: { lr: 0.3, momentum: undefined } }).optimizer;
+    assert.deepEqual(defaults?.paramGroups.map((g) => [g.lr, g.momentum, g.weightDecay]), [[0.3, 0.9, 5e-4]], 'PLSC defaults for what fusedSgd leaves out');
   });
 });
 
