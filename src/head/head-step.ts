@@ -11,8 +11,9 @@ import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy, keep } from '../torch/scope.js';
-import { loadRows, rowUpdate, tileForward, tileGrad, type RowSelection, type TileTargets } from '../torch/fused.js';
+import { loadRows, tileForward, tileGrad, type RowSelection, type TileTargets } from '../torch/fused.js';
 import type { ClassStorage } from '../torch/fused.js';
+import type { RowSparseSGD } from '../torch/optim/row-sparse-sgd.js';
 import type { ProcessGroup } from '../distributed/process-group.js';
 import type { CombinedMarginLoss } from './margin.js';
 
@@ -26,14 +27,13 @@ export interface ShardedHead {
   readonly seed: number;
   readonly chunkSize: number;
   readonly updateBlockRows: number;
-  readonly update: 'dense' | 'fused';
   readonly classStorage: ClassStorage;
   readonly computeAccuracy: boolean;
   readonly numLocalClasses: number;
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  fusedHyperparameters(): { lr: number; momentum: number; weightDecay: number };
-  momentumBuffer(name: 'weight_momentum' | 'bias_momentum'): Tensor;
+  /** Applies the update to each tile's rows in backward (update 'fused'); null: dense gradients. */
+  readonly optimizer: RowSparseSGD | null;
 }
 
 export interface StepPlan {
@@ -290,8 +290,8 @@ export class HeadStep {
           const coefficient = (scale * margin.s) / plan.globalBatch;
           const B = plan.globalBatch;
           const D = head.embeddingSize;
-          const dense = head.update === 'dense';
-          const sgd = dense ? null : head.fusedHyperparameters();
+          const sgd = head.optimizer;
+          const dense = sgd === null;
           const roundingKey = [head.seed, plan.step, head.group.rank];
           const weightGrad = dense ? F.zeros([head.numLocalClasses, D]) : null;
           const biasGrad = dense && head.bias ? F.zeros([head.numLocalClasses]) : null;
@@ -323,9 +323,9 @@ export class HeadStep {
             if (sgd !== null) {
               // Through the centre normalization dW -= (dW . w) / |w|^2 w: the kernel folds it into
               // the decay of w, then runs torch.optim.SGD's update on the tile's rows in place.
-              rowUpdate(head.weight, head.momentumBuffer('weight_momentum'), tile.rows, tileWeightGrad, inverseSquared, sgd, roundingKey, rowsFromUpdate ? weight : null);
+              sgd.stepRows(head.weight, { rows: tile.rows, grad: tileWeightGrad, inverseSquaredNorm: inverseSquared, previousRows: rowsFromUpdate ? weight : null }, roundingKey);
               if (rowsFromUpdate) F.addmm_(featureGrad, grad.t(), weight);
-              if (tileBiasGrad !== null) this.biasSgd(tile, tileBiasGrad, sgd);
+              if (tileBiasGrad !== null) sgd.stepRows(head.bias as Tensor, { rows: tile.rows, grad: tileBiasGrad }, roundingKey);
             } else {
               if (inverseSquared !== null) {
                 const radial = F.mul(F.sum(F.mul(tileWeightGrad, weight), 1), inverseSquared);
@@ -361,17 +361,5 @@ export class HeadStep {
   private static writeTileRows(tile: Tile, shardTensor: Tensor, rows: Tensor): void {
     if ('index' in tile.rows) F.indexCopy_(shardTensor, 0, tile.rows.index, rows);
     else F.copy_(F.narrow(shardTensor, 0, tile.start, tile.length), rows);
-  }
-
-  // Plain softmax's bias (float32, one value per class, no decay): m = g + mu m; b -= lr m.
-  private biasSgd(tile: Tile, grad: Tensor, sgd: { lr: number; momentum: number; weightDecay: number }): void {
-    const bias = this.tileBiasRows(tile);
-    const momentum = 'index' in tile.rows ? F.indexSelect(this.head.momentumBuffer('bias_momentum'), 0, tile.rows.index) : F.narrow(this.head.momentumBuffer('bias_momentum'), 0, tile.start, tile.length);
-    F.copy_(momentum, F.add(grad, momentum, sgd.momentum));
-    F.add_(bias, momentum, -sgd.lr);
-    if ('index' in tile.rows) {
-      HeadStep.writeTileRows(tile, this.head.bias as Tensor, bias);
-      HeadStep.writeTileRows(tile, this.head.momentumBuffer('bias_momentum'), momentum);
-    }
   }
 }

@@ -14,6 +14,7 @@ import * as F from '../torch/ops.js';
 import { customFunction } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { storeRows, CLASS_STORAGES, type ClassStorage } from '../torch/fused.js';
+import { RowSparseSGD } from '../torch/optim/row-sparse-sgd.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { agreeOnInput } from '../distributed/agree.js';
 import { CombinedMarginLoss, marginForLossType } from './margin.js';
@@ -23,7 +24,7 @@ import { HeadStep } from './head-step.js';
 
 export { CLASS_STORAGES, type ClassStorage } from '../torch/fused.js';
 
-/** How the shard's weights are updated. */
+/** Hyperparameters of the shard's row-sparse SGD (momentum default 0.9, weight decay 5e-4). */
 export interface FusedSgdOptions {
   lr: number;
   momentum?: number;
@@ -57,9 +58,11 @@ export interface PartialFCOptions {
   /**
    * 'dense': backward writes dL/dW into weight.grad (zero rows for unsampled classes) for any optimizer.
    * 'fused': backward applies SGD with momentum to the touched rows only (sparse momentum); no dense
-   * gradient is ever allocated. Set the hyperparameters with setFusedSgd() and the lr each step.
+   * gradient is ever allocated. The update is `optimizer` (a RowSparseSGD built from fusedSgd):
+   * set its param groups' lr each step, as for the backbone's SGD.
    */
   update?: 'dense' | 'fused';
+  /** Required with update 'fused'. */
   fusedSgd?: FusedSgdOptions;
   /** Also compute top-1 accuracy of the (pre-margin) cosine over all classes. */
   computeAccuracy?: boolean;
@@ -100,9 +103,14 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   readonly update: 'dense' | 'fused';
   readonly classStorage: ClassStorage;
   computeAccuracy: boolean;
+  /**
+   * The sparse-momentum update of update 'fused' (null for 'dense'). Group 0 holds the weight; group 1
+   * (plain softmax only) the bias, without weight decay. Its momentum buffers are this head's
+   * weight_momentum and bias_momentum, checkpointed with the shard.
+   */
+  readonly optimizer: RowSparseSGD | null = null;
   /** Steps taken (drives the sampling seed; part of the checkpointed state). */
   samplerStep = 0;
-  private fusedSgd: Required<FusedSgdOptions> | null = null;
 
   constructor(options: PartialFCOptions) {
     super();
@@ -131,9 +139,16 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     this.registerParameter('weight', this.initialWeight(std), this.update === 'dense');
     if (!this.margin.normalized) this.registerParameter('bias', F.zeros([this.layout.numLocalClasses]), this.update === 'dense');
     if (this.update === 'fused') {
-      this.registerBuffer('weight_momentum', F.zeros([this.layout.numLocalClasses, embeddingSize], { dtype: this.classStorage }));
-      if (!this.margin.normalized) this.registerBuffer('bias_momentum', F.zeros([this.layout.numLocalClasses]));
-      if (options.fusedSgd) this.setFusedSgd(options.fusedSgd);
+      if (options.fusedSgd === undefined) throw new RangeError("update 'fused' needs fusedSgd: { lr, momentum?, weightDecay? } (the SGD that backward applies to the shard's rows)");
+      const { lr, momentum, weightDecay } = options.fusedSgd;
+      const bias = this.bias;
+      this.optimizer = new RowSparseSGD([{ params: [this.weight] }, ...(bias ? [{ params: [bias], weightDecay: 0 }] : [])], {
+        lr,
+        momentum: momentum ?? 0.9,
+        weightDecay: weightDecay ?? 5e-4,
+      });
+      this.registerBuffer('weight_momentum', this.optimizer.momentumBuffer(this.weight));
+      if (bias) this.registerBuffer('bias_momentum', this.optimizer.momentumBuffer(bias));
     }
   }
 
@@ -161,16 +176,6 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   }
   get bias(): Tensor | null {
     return this.hasTensor('bias') ? this.parameter('bias') : null;
-  }
-
-  /** Hyperparameters of the fused sparse-momentum SGD ('fused' update mode); call with the new lr each step. */
-  setFusedSgd(options: FusedSgdOptions): void {
-    if (this.update !== 'fused') throw new Error("setFusedSgd: the head was built with update 'dense'");
-    const resolved = { lr: options.lr, momentum: options.momentum ?? 0.9, weightDecay: options.weightDecay ?? 5e-4 };
-    for (const [name, value] of Object.entries(resolved)) {
-      if (!(Number.isFinite(value) && value >= 0)) throw new RangeError(`fused SGD ${name} must be a non-negative number, got ${value}`);
-    }
-    this.fusedSgd = resolved;
   }
 
   // What is wrong with this rank's input, or null (see agreeOnInput: every rank raises it).
@@ -242,17 +247,6 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     // Without a graph (no grad, or nothing requires grad) backward never comes: free the step now.
     if (!(loss as Tensor).requiresGrad) step.release();
     return { loss: loss as Tensor, accuracy: step.accuracy, numSampled: sampledIndex?.length ?? numLocalClasses };
-  }
-
-  /** @internal used by HeadStep for the fused update */
-  fusedHyperparameters(): Required<FusedSgdOptions> {
-    if (this.fusedSgd === null) throw new Error('PartialFC: fused update needs setFusedSgd({ lr, momentum, weightDecay }) before backward');
-    return this.fusedSgd;
-  }
-
-  /** @internal */
-  momentumBuffer(name: 'weight_momentum' | 'bias_momentum'): Tensor {
-    return this.buffer(name);
   }
 }
 

@@ -318,8 +318,8 @@ export class Trainer {
     const now = (): number => performance.now();
     const phases: PhaseTimes = { data: 0, forward: 0, head: 0, backward: 0, comm: 0, optimizer: 0 };
     const lr = this.lrAt(this.step);
-    for (const group of this.optimizer.paramGroups) group.lr = lr;
-    if (this.sharded) this.head.setFusedSgd({ lr, momentum: this.config.momentum, weightDecay: this.config.weightDecay });
+    // One schedule for the backbone's SGD and the sharded head's row-sparse SGD.
+    for (const optimizer of [this.optimizer, this.head.optimizer]) for (const group of optimizer?.paramGroups ?? []) group.lr = lr;
     const result = tidy(() => {
       let t = now();
       const images = imagesToTensor(batch);

@@ -12,6 +12,12 @@ function runHead(head: PartialFC, x: Tensor, labels: number[]): { loss: number; 
   return { loss: loss.item(), xGrad: xLeaf.grad?.dataSync() as Float32Array };
 }
 
+// The momentum of the centres, kept by the head's row-sparse SGD.
+function momentumOf(head: PartialFC): Tensor {
+  assert.ok(head.optimizer !== null, 'a fused head has its optimizer');
+  return head.optimizer.momentumBuffer(head.weight);
+}
+
 function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs((a[i] as number) - (b[i] as number)));
@@ -33,15 +39,15 @@ function heads(storage: ClassStorage, extra: { sampleRate?: number; chunkSize?: 
 test('16-bit storage: the weight and momentum keep their dtype and shape; dense update is refused', () => {
   tidy(() => {
     for (const storage of ['bfloat16', 'float16'] as const) {
-      const head = new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused', classStorage: storage });
+      const head = new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused', classStorage: storage, fusedSgd: SGD });
       assert.equal(head.weight.dtype, storage);
       assert.deepEqual(head.weight.shape, [C, D]);
-      assert.equal(head.momentumBuffer('weight_momentum').dtype, storage);
+      assert.equal(momentumOf(head).dtype, storage);
       const std = Math.sqrt(F.mean(F.square(F.to(head.weight, 'float32'))).item());
       assert.ok(std > 0.007 && std < 0.013, `initial std ${std}`);
     }
     assert.throws(() => new PartialFC({ embeddingSize: D, numClasses: C, classStorage: 'bfloat16' }), /classStorage 'bfloat16' needs update 'fused'/);
-    assert.throws(() => new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused', classStorage: 'int8' as ClassStorage }), /classStorage must be one of float32, bfloat16, float16/);
+    assert.throws(() => new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused', fusedSgd: SGD, classStorage: 'int8' as ClassStorage }), /classStorage must be one of float32, bfloat16, float16/);
   });
 });
 
@@ -56,7 +62,7 @@ test('16-bit storage: loss and dL/dX equal a float32 head on the same centres; u
           // Both start the step from the same centres and momentum: the float32 head is the exact reference.
           noGrad(() => {
             wide.weight.copy_(narrow.weight);
-            wide.momentumBuffer('weight_momentum').copy_(narrow.momentumBuffer('weight_momentum'));
+            momentumOf(wide).copy_(momentumOf(narrow));
           });
           const a = runHead(narrow, x, LABELS);
           const b = runHead(wide, x, LABELS);
@@ -94,8 +100,8 @@ test('bfloat16 storage: stochastic rounding repeats exactly when a run resumes f
     runHead(resumed, x, LABELS);
     assert.deepEqual(F.to(resumed.weight, 'float32').toArray(), F.to(straight.weight, 'float32').toArray(), 'weight bits');
     assert.deepEqual(
-      F.to(resumed.momentumBuffer('weight_momentum'), 'float32').toArray(),
-      F.to(straight.momentumBuffer('weight_momentum'), 'float32').toArray(),
+      F.to(momentumOf(resumed), 'float32').toArray(),
+      F.to(momentumOf(straight), 'float32').toArray(),
       'momentum bits',
     );
     // The rounding bits come from the seed: another seed, same centres and data, other bits.

@@ -191,6 +191,55 @@ test('fused sparse-momentum update equals SGD on sampled rows and leaves the oth
   }
 });
 
+test('the fused head steps with its RowSparseSGD: lr from its param groups, the bias (plain softmax) without decay, sampled rows only', () => {
+  tidy(() => {
+    manualSeed(4);
+    const B = 6, D = 4, C = 30;
+    const labels = [0, 7, 7, 15, 29, 3];
+    const x = F.randn([B, D]);
+    const weightDecay = 0.01, momentum = 0.9;
+    const margin = CombinedMarginLoss.softmax();
+    const common = { embeddingSize: D, numClasses: C, sampleRate: 0.5, seed: 3, margin };
+    const dense = new PartialFC(common);
+    const fused = new PartialFC({ ...common, update: 'fused', updateBlockRows: 4, fusedSgd: { lr: 1, momentum, weightDecay } });
+    assert.ok(fused.optimizer !== null && dense.optimizer === null);
+    const rowSgd = fused.optimizer;
+    assert.deepEqual(rowSgd.paramGroups.map((g) => g.weightDecay), [weightDecay, 0]);
+    noGrad(() => {
+      dense.weight.copy_(fused.weight);
+      (dense.bias as Tensor).copy_(F.randn([C]));
+      (fused.bias as Tensor).copy_(dense.bias as Tensor);
+    });
+    const reference = { weight: { momentum: F.zeros([C, D]), decay: weightDecay }, bias: { momentum: F.zeros([C]), decay: 0 } };
+    for (const [step, lr] of [0.5, 0.2, 0.05].entries()) {
+      for (const group of rowSgd.paramGroups) group.lr = lr; // as the trainer's schedule does
+      runHead(dense, x, labels);
+      runHead(fused, x, labels);
+      const touched = F.tensor(F.nonzero(F.ne(dense.bias?.grad as Tensor, 0)).toArray(), { dtype: 'int64' });
+      assert.equal(touched.numel, 15, 'half the classes sampled');
+      noGrad(() => {
+        for (const [name, rule] of Object.entries(reference)) {
+          const p = name === 'weight' ? dense.weight : (dense.bias as Tensor);
+          const w = F.indexSelect(p, 0, touched);
+          const m = F.add(F.mul(F.indexSelect(rule.momentum, 0, touched), momentum), F.add(F.indexSelect(p.grad as Tensor, 0, touched), w, rule.decay));
+          F.indexCopy_(rule.momentum, 0, touched, m);
+          F.indexCopy_(p, 0, touched, F.sub(w, F.mul(m, lr)));
+          p.grad = null;
+        }
+      });
+      assert.ok(maxRelativeError(fused.weight.dataSync() as Float32Array, dense.weight.dataSync() as Float32Array) < 1e-5, `weight after step ${step}`);
+      assert.ok(maxRelativeError((fused.bias as Tensor).dataSync() as Float32Array, (dense.bias as Tensor).dataSync() as Float32Array) < 1e-5, `bias after step ${step}`);
+      assert.ok(maxRelativeError(rowSgd.momentumBuffer(fused.bias as Tensor).dataSync() as Float32Array, reference.bias.momentum.dataSync() as Float32Array) < 1e-5, `bias momentum after step ${step}`);
+    }
+    const saved = fused.stateDict();
+    assert.deepEqual(saved['weight_momentum']?.toArray(), rowSgd.momentumBuffer(fused.weight).toArray(), 'the checkpointed momentum is the optimizer\'s');
+    assert.deepEqual(saved['bias_momentum']?.toArray(), rowSgd.momentumBuffer(fused.bias as Tensor).toArray(), 'the checkpointed momentum is the optimizer\'s');
+    assert.throws(() => new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused' }), /update 'fused' needs fusedSgd/);
+    const defaults = new PartialFC({ embeddingSize: D, numClasses: C, update: 'fused', fusedSgd: { lr: 0.3, momentum: undefined } }).optimizer;
+    assert.deepEqual(defaults?.paramGroups.map((g) => [g.lr, g.momentum, g.weightDecay]), [[0.3, 0.9, 5e-4]], 'PLSC defaults for what fusedSgd leaves out');
+  });
+});
+
 test('labels are validated with the offending index named', () => {
   tidy(() => {
     const head = new PartialFC({ embeddingSize: 4, numClasses: 10 });

@@ -207,6 +207,19 @@ export abstract class Optimizer<H extends Hyperparameters> {
       this.validateHyperparameters({ ...this.defaults, ...(hyper as unknown as H) }, `saved param group ${g}`);
     });
     // Validated: now replace.
+    this.replaceState(restored);
+    saved.paramGroups.forEach((savedGroup, g) => {
+      const group = this.paramGroups[g] as ParamGroup<H>;
+      const { params: _params, ...hyper } = savedGroup;
+      Object.assign(group, cloneHyper(hyper));
+    });
+  }
+
+  /**
+   * Replaces the state with validated saved entries (tensors are the caller's: copy them). Subclasses
+   * whose state tensors are shared with their owner override it to restore in place.
+   */
+  protected replaceState(restored: ReadonlyMap<Tensor, readonly [string, Tensor | number][]>): void {
     this.disposeState();
     for (const [param, list] of restored) {
       const state = this.stateOf(param);
@@ -215,11 +228,6 @@ export abstract class Optimizer<H extends Hyperparameters> {
         else state[field] = value;
       }
     }
-    saved.paramGroups.forEach((savedGroup, g) => {
-      const group = this.paramGroups[g] as ParamGroup<H>;
-      const { params: _params, ...hyper } = savedGroup;
-      Object.assign(group, cloneHyper(hyper));
-    });
   }
 
   private disposeState(): void {
