@@ -57,6 +57,9 @@ struct GroupState {
   // rendezvous store, so a rank whose collective times out can name the ranks that never arrived.
   c10::intrusive_ptr<c10d::Store> progress;
   int64_t seq = 0;
+  // The address each rank's gloo binds to ("" where unknown), so that an error naming a peer's
+  // address ("Connection closed by peer [10.0.0.2]:41176") can say which rank that is.
+  std::vector<std::string> peerAddresses;
 
   // Main thread, before issuing a collective. A store that is gone (rank 0 died) is not an error
   // here: the collective itself reports that.
@@ -199,6 +202,24 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
   return message;
 }
 
+// "; the peer at 10.0.0.2 is rank 1" for the first bracketed address in `cause` that belongs to other
+// ranks, or "" (none named, unknown, or this rank's own address: peers on the same machine).
+std::string peerRanks(const GroupState& g, const std::string& cause) {
+  static const std::regex bracketed("\\[([^\\]]+)\\]:\\d+");
+  std::smatch match;
+  if (!std::regex_search(cause, match, bracketed)) return "";
+  const std::string address = match[1].str();
+  if (g.rank < static_cast<int>(g.peerAddresses.size()) && g.peerAddresses[g.rank] == address) return "";
+  std::vector<int> ranks;
+  for (int r = 0; r < static_cast<int>(g.peerAddresses.size()); ++r) {
+    if (r != g.rank && g.peerAddresses[r] == address) ranks.push_back(r);
+  }
+  if (ranks.empty()) return "";
+  std::string list;
+  for (size_t i = 0; i < ranks.size(); ++i) list += (i ? ", " : "") + std::to_string(ranks[i]);
+  return "; the peer at " + address + " is rank" + (ranks.size() > 1 ? "s " : " ") + list;
+}
+
 std::string collectiveFailure(const GroupState& g, const std::string& name, const std::string& cause, int64_t seq) {
   std::string message = name + " failed on rank " + std::to_string(g.rank) + " of " + std::to_string(g.size) +
                         ": " + firstLines(cause, 3);
@@ -209,6 +230,7 @@ std::string collectiveFailure(const GroupState& g, const std::string& name, cons
                std::to_string(g.timeoutMs) + " ms)";
   }
   static const std::regex timedOut("timed out|timeout", std::regex::icase);
+  message += peerRanks(g, cause);
   if (std::regex_search(cause, timedOut)) message += missingRanks(g, name, seq);
   return message;
 }
@@ -818,6 +840,8 @@ struct RendezvousConfig {
   std::string backend = "gloo";
   std::string glooInterface;
   std::string glooHostname;
+  // The address gloo binds to, published to the other ranks for messages ("" when unknown).
+  std::string hostAddress;
   // Whether this process hosts the store (rank 0 by default; no one under torchrun's agent store).
   bool storeServer = true;
   // Namespace of this job's keys in the store (a torchrun restart gets a fresh one).
@@ -914,8 +938,19 @@ class Rendezvous : public Napi::AsyncWorker {
         } else {
           options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
         }
+        if (!c.hostAddress.empty()) {
+          scoped->set("address/" + std::to_string(c.rank), std::vector<uint8_t>(c.hostAddress.begin(), c.hostAddress.end()));
+        }
         stage = "connecting gloo to every other process (timeout " + std::to_string(c.timeoutMs) + " ms)";
         state->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, c.rank, c.size, options);
+        // Every rank published its address before joining gloo, so all are there once gloo is connected.
+        state->peerAddresses.assign(c.size, "");
+        for (int r = 0; r < c.size; ++r) {
+          const std::string key = "address/" + std::to_string(r);
+          if (!scoped->check({key})) continue;
+          auto bytes = scoped->get(key);
+          state->peerAddresses[r] = std::string(bytes.begin(), bytes.end());
+        }
 #else
         throw std::runtime_error("this build of the plsc addon has no gloo (rebuild with libgloo-dev installed)");
 #endif
@@ -999,6 +1034,7 @@ Napi::Value C10dInit(const Napi::CallbackInfo& info) {
   c.backend = readString(env, o, "backend", c.backend);
   c.glooInterface = readString(env, o, "glooInterface", "");
   c.glooHostname = readString(env, o, "glooHostname", "");
+  c.hostAddress = readString(env, o, "hostAddress", "");
   Napi::Value server = o.Get("storeServer");
   c.storeServer = server.IsBoolean() ? server.As<Napi::Boolean>().Value() : c.rank == 0;
   c.storePrefix = readString(env, o, "storePrefix", c.storePrefix);

@@ -100,8 +100,22 @@ export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-/** How the native side creates gloo's device: for a named interface, for a local address, or its default. */
-export type GlooDeviceChoice = { glooInterface: string } | { glooHostname: string } | Record<string, never>;
+/**
+ * How the native side creates gloo's device (for a named interface, for a local address, or its
+ * default when neither is set), and the address it will bind to when known (the other ranks use it
+ * to name this rank in errors that give only a peer's address).
+ */
+export interface GlooDeviceChoice {
+  glooInterface?: string;
+  glooHostname?: string;
+  hostAddress?: string;
+}
+
+/** The address gloo binds to on interface `name`: its first IPv4 address, else its first one. */
+function interfaceAddress(name: string): string | undefined {
+  const addresses = networkInterfaces()[name] ?? [];
+  return (addresses.find((a) => a.family === 'IPv4') ?? addresses[0])?.address;
+}
 
 /**
  * The gloo device for a job whose store is at `masterAddr`: the named interface (checked), else, for
@@ -111,9 +125,10 @@ export type GlooDeviceChoice = { glooInterface: string } | { glooHostname: strin
 export async function chooseGlooDevice(masterAddr: string, glooInterface: string | undefined, source: string): Promise<GlooDeviceChoice> {
   if (glooInterface !== undefined && glooInterface !== '') {
     checkNetworkInterface(glooInterface, source);
-    return { glooInterface };
+    const hostAddress = interfaceAddress(glooInterface);
+    return { glooInterface, ...(hostAddress !== undefined ? { hostAddress } : {}) };
   }
   if (isLoopbackHost(masterAddr)) return {};
   const address = await routeSourceAddress(masterAddr);
-  return address === null ? {} : { glooHostname: address };
+  return address === null ? {} : { glooHostname: address, hostAddress: address };
 }

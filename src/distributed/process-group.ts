@@ -44,6 +44,7 @@ interface C10dAddon {
     backend: string;
     glooInterface?: string;
     glooHostname?: string;
+    hostAddress?: string;
     storeServer?: boolean;
     storePrefix?: string;
   }): Promise<NativeProcessGroupHandle>;
