@@ -25,6 +25,7 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -60,6 +61,31 @@ struct GroupState {
   // The address each rank's gloo binds to ("" where unknown), so that an error naming a peer's
   // address ("Connection closed by peer [10.0.0.2]:41176") can say which rank that is.
   std::vector<std::string> peerAddresses;
+  // Cleared to stop this rank's heartbeat thread (see startHeartbeat).
+  std::shared_ptr<std::atomic<bool>> beating;
+
+  // Heartbeats: a thread bumps "beat/<rank>" in the rendezvous store every kBeatMs, so that a rank
+  // whose collective timed out although every rank arrived can tell which peer fell silent (a link
+  // that went down mid-collective). The thread is detached and owns its store reference: a store
+  // op blocked on a dead link never holds up shutdown or exit.
+  static constexpr int64_t kBeatMs = 500;
+  void startHeartbeat() {
+    if (!progress || size <= 1) return;
+    beating = std::make_shared<std::atomic<bool>>(true);
+    std::thread([flag = beating, store = progress, key = "beat/" + std::to_string(rank)]() {
+      while (flag->load()) {
+        try {
+          store->add(key, 1);
+        } catch (...) {
+          return;  // the store is gone (rank 0 died): nothing left to tell
+        }
+        std::this_thread::sleep_for(milliseconds(kBeatMs));
+      }
+    }).detach();
+  }
+  void stopHeartbeat() {
+    if (beating) beating->store(false);
+  }
 
   // Main thread, before issuing a collective. A store that is gone (rank 0 died) is not an error
   // here: the collective itself reports that.
@@ -93,6 +119,7 @@ struct GroupState {
 
   // Waits for outstanding work (each bounded by the group timeout), then closes the group.
   void shutdown() {
+    stopHeartbeat();
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -111,6 +138,7 @@ struct GroupState {
   }
 
   ~GroupState() {
+    stopHeartbeat();
     // ProcessGroupGloo's destructor joins its worker threads, which blocks until every queued
     // collective has run (up to the timeout each). A group dropped with work outstanding, typically
     // at process exit after a failure, is leaked instead so that exit does not hang.
@@ -152,17 +180,22 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
   constexpr int64_t kAnswerMs = 3000;
   auto store = g.progress;
   if (!store || g.size <= 1) return "";
+  // How long a peer's heartbeat must stand still to call it silent (several beats).
+  static constexpr int64_t kSilentMs = 3 * GroupState::kBeatMs;
   struct Answer {
     std::mutex mutex;
     std::condition_variable ready;
     bool done = false;
     bool failed = false;
     std::vector<int64_t> issued;
+    std::vector<int> silent;
   };
   auto answer = std::make_shared<Answer>();
   const int size = g.size;
-  std::thread([answer, store, size]() {
+  const int self = g.rank;
+  std::thread([answer, store, size, self, seq]() {
     std::vector<int64_t> issued(size, 0);
+    std::vector<int> silent;
     bool failed = false;
     try {
       for (int r = 0; r < size; ++r) {
@@ -171,11 +204,23 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
         auto bytes = store->get(key);
         issued[r] = std::stoll(std::string(bytes.begin(), bytes.end()));
       }
+      bool allArrived = true;
+      for (int r = 0; r < size; ++r) allArrived = allArrived && (r == self || issued[r] >= seq);
+      if (allArrived) {
+        // Every rank got here, yet the collective timed out: which peers stopped beating?
+        std::vector<int64_t> before(size, 0);
+        for (int r = 0; r < size; ++r) before[r] = r == self ? 0 : store->add("beat/" + std::to_string(r), 0);
+        std::this_thread::sleep_for(milliseconds(kSilentMs));
+        for (int r = 0; r < size; ++r) {
+          if (r != self && store->add("beat/" + std::to_string(r), 0) == before[r]) silent.push_back(r);
+        }
+      }
     } catch (...) {
       failed = true;
     }
     std::lock_guard<std::mutex> lock(answer->mutex);
     answer->issued = std::move(issued);
+    answer->silent = std::move(silent);
     answer->failed = failed;
     answer->done = true;
     answer->ready.notify_all();
@@ -192,6 +237,15 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
     if (r == g.rank || answer->issued[r] >= seq) continue;
     missing.push_back(r);
     lastIssued = answer->issued[r];
+  }
+  if (missing.empty() && !answer->silent.empty()) {
+    const std::vector<int>& silent = answer->silent;
+    std::string ranks;
+    for (size_t i = 0; i < silent.size(); ++i) ranks += (i ? ", " : "") + std::to_string(silent[i]);
+    return std::string("; rank") + (silent.size() > 1 ? "s " : " ") + ranks + (silent.size() > 1 ? " are" : " is") +
+           " unreachable (every rank arrived at " + name + " #" + std::to_string(seq) + ", but " +
+           (silent.size() > 1 ? "their heartbeats" : "its heartbeat") + " in the rendezvous store stopped for " +
+           std::to_string(kSilentMs) + " ms)";
   }
   if (missing.empty()) return "";
   std::string ranks;
@@ -943,6 +997,7 @@ class Rendezvous : public Napi::AsyncWorker {
         }
         stage = "connecting gloo to every other process (timeout " + std::to_string(c.timeoutMs) + " ms)";
         state->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, c.rank, c.size, options);
+        state->startHeartbeat();
         // Every rank published its address before joining gloo, so all are there once gloo is connected.
         state->peerAddresses.assign(c.size, "");
         for (int r = 0; r < c.size; ++r) {

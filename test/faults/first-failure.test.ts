@@ -24,6 +24,11 @@ test('blameIn reads the ranks a collective timeout or a stall names; isStackFram
     what: 'dropped out (the connection to 10.77.0.2 failed)',
     reportedBy: 0,
   });
+  assert.deepEqual(blameIn('x: Timed out (...); ranks 2, 3 are unreachable (every rank arrived at allGather #44, but their heartbeats ...)', 0), {
+    ranks: [2, 3],
+    what: 'became unreachable (heartbeat stopped)',
+    reportedBy: 0,
+  });
   assert.ok(isStackFrame('    at Trainer.trainStep (file:///a/b.js:12:5)'));
   assert.ok(isStackFrame('    at async Promise.all (index 0)') === false);
   assert.ok(isStackFrame('    at node:internal/main/run_main_module:28:49'));
