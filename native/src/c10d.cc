@@ -25,7 +25,6 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -61,43 +60,71 @@ struct GroupState {
   // The address each rank's gloo binds to ("" where unknown), so that an error naming a peer's
   // address ("Connection closed by peer [10.0.0.2]:41176") can say which rank that is.
   std::vector<std::string> peerAddresses;
-  // Cleared to stop this rank's heartbeat thread (see startHeartbeat).
-  std::shared_ptr<std::atomic<bool>> beating;
 
-  // Heartbeats: a thread bumps "beat/<rank>" in the rendezvous store every kBeatMs, so that a rank
-  // whose collective timed out although every rank arrived can tell which peer fell silent (a link
-  // that went down mid-collective). The thread is detached and owns its store reference: a store
-  // op blocked on a dead link never holds up shutdown or exit.
+  // Check-ins and heartbeats reach the store from a thread of their own (startReporter): the main
+  // thread only hands over its sequence number, so a store that stops answering (its host's link
+  // went down) never blocks it in front of a collective, which the group timeout bounds. Besides
+  // the check-ins, the thread bumps "beat/<rank>" every kBeatMs, so that a rank whose collective
+  // timed out although every rank arrived can tell which peer fell silent. The thread is detached
+  // and owns its store reference: a store op blocked on a dead link holds up neither shutdown nor exit.
   static constexpr int64_t kBeatMs = 500;
-  void startHeartbeat() {
+  struct Reporter {
+    std::mutex mutex;
+    std::condition_variable wake;
+    int64_t seq = 0;
+    bool stop = false;
+  };
+  std::shared_ptr<Reporter> reporter;
+
+  void startReporter() {
     if (!progress || size <= 1) return;
-    beating = std::make_shared<std::atomic<bool>>(true);
-    std::thread([flag = beating, store = progress, key = "beat/" + std::to_string(rank)]() {
-      while (flag->load()) {
+    reporter = std::make_shared<Reporter>();
+    std::thread([report = reporter, store = progress, key = std::to_string(rank)]() {
+      const std::string beatKey = "beat/" + key;
+      int64_t written = 0;
+      auto nextBeat = std::chrono::steady_clock::now();
+      std::unique_lock<std::mutex> lock(report->mutex);
+      while (!report->stop) {
+        report->wake.wait_until(lock, nextBeat, [&] { return report->stop || report->seq != written; });
+        if (report->stop) return;
+        const int64_t seqNow = report->seq;
+        const bool beat = std::chrono::steady_clock::now() >= nextBeat;
+        lock.unlock();
         try {
-          store->add(key, 1);
+          if (seqNow != written) {
+            std::string value = std::to_string(seqNow);
+            store->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+            written = seqNow;
+          }
+          if (beat) {
+            store->add(beatKey, 1);
+            nextBeat = std::chrono::steady_clock::now() + milliseconds(kBeatMs);
+          }
         } catch (...) {
-          return;  // the store is gone (rank 0 died): nothing left to tell
+          return;  // the store is gone (rank 0 died): the collectives report that
         }
-        std::this_thread::sleep_for(milliseconds(kBeatMs));
+        lock.lock();
       }
     }).detach();
   }
-  void stopHeartbeat() {
-    if (beating) beating->store(false);
+  void stopReporter() {
+    if (!reporter) return;
+    {
+      std::lock_guard<std::mutex> lock(reporter->mutex);
+      reporter->stop = true;
+    }
+    reporter->wake.notify_one();
   }
 
-  // Main thread, before issuing a collective. A store that is gone (rank 0 died) is not an error
-  // here: the collective itself reports that.
+  // Main thread, before issuing a collective.
   void checkIn() {
     ++seq;
-    if (!progress) return;
-    try {
-      std::string value = std::to_string(seq);
-      progress->set(std::to_string(rank), std::vector<uint8_t>(value.begin(), value.end()));
-    } catch (...) {
-      progress.reset();
+    if (!reporter) return;
+    {
+      std::lock_guard<std::mutex> lock(reporter->mutex);
+      reporter->seq = seq;
     }
+    reporter->wake.notify_one();
   }
 
   bool isGloo() const { return backend == "gloo"; }
@@ -119,7 +146,7 @@ struct GroupState {
 
   // Waits for outstanding work (each bounded by the group timeout), then closes the group.
   void shutdown() {
-    stopHeartbeat();
+    stopReporter();
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -138,7 +165,7 @@ struct GroupState {
   }
 
   ~GroupState() {
-    stopHeartbeat();
+    stopReporter();
     // ProcessGroupGloo's destructor joins its worker threads, which blocks until every queued
     // collective has run (up to the timeout each). A group dropped with work outstanding, typically
     // at process exit after a failure, is leaked instead so that exit does not hang.
@@ -997,7 +1024,6 @@ class Rendezvous : public Napi::AsyncWorker {
         }
         stage = "connecting gloo to every other process (timeout " + std::to_string(c.timeoutMs) + " ms)";
         state->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, c.rank, c.size, options);
-        state->startHeartbeat();
         // Every rank published its address before joining gloo, so all are there once gloo is connected.
         state->peerAddresses.assign(c.size, "");
         for (int r = 0; r < c.size; ++r) {
@@ -1021,6 +1047,7 @@ class Rendezvous : public Napi::AsyncWorker {
       } else {
         throw std::runtime_error("unknown backend '" + c.backend + "' (expected gloo or nccl)");
       }
+      state->startReporter();
       state_ = state;
     } catch (...) {
       std::string cause = firstLines(describeException(std::current_exception()), 4);
