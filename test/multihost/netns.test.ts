@@ -4,6 +4,7 @@
 // namespaces are removed whatever happens.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +87,21 @@ describe('two hosts in network namespaces', { skip: unavailable ?? false }, () =
   after(() => {
     network?.destroy();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the sweep removes namespaces whose test process is gone, and only those', () => {
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    assert.ok(gone !== undefined);
+    const leftover = `plscmh-${gone}-0-h0`;
+    execFileSync('ip', ['netns', 'add', leftover]);
+    try {
+      assert.ok(sweepLeftoverNamespaces().includes(leftover));
+      const names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+      assert.doesNotMatch(names, new RegExp(`^${leftover}\\b`, 'm'));
+      for (const host of hosts().hosts) assert.match(names, new RegExp(`^${host.namespace}\\b`, 'm'), 'a live run\'s namespaces stay');
+    } finally {
+      spawnSync('ip', ['netns', 'del', leftover]);
+    }
   });
 
   test('2 hosts x 1 worker with --iface train 4 steps and agree on every loss and the final weights', { timeout: RUN_MS + 10_000 }, async () => {
