@@ -2,7 +2,7 @@
 # Every target installs what is missing first (apt packages, npm packages, the native addon).
 
 SHELL := /bin/bash
-APT_PACKAGES := libtorch-dev libgloo-dev libopenblas0-pthread
+APT_PACKAGES := libtorch-dev libgloo-dev libopenblas0-pthread iproute2
 PEER_PACKAGES := python3-torch
 NODE_STAMP := node_modules/.plsc-installed
 
@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.plsc-installed
 all: build
 
 # System libraries: libtorch (compute), gloo (c10d collectives), OpenBLAS (GEMM; without it Debian's
-# libtorch falls back to the reference BLAS, ~30x slower).
+# libtorch falls back to the reference BLAS, ~30x slower). iproute2: `ip netns` for the multi-host tests.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -57,18 +57,74 @@ struct GroupState {
   // rendezvous store, so a rank whose collective times out can name the ranks that never arrived.
   c10::intrusive_ptr<c10d::Store> progress;
   int64_t seq = 0;
+  // The address each rank's gloo binds to ("" where unknown), so that an error naming a peer's
+  // address ("Connection closed by peer [10.0.0.2]:41176") can say which rank that is.
+  std::vector<std::string> peerAddresses;
 
-  // Main thread, before issuing a collective. A store that is gone (rank 0 died) is not an error
-  // here: the collective itself reports that.
+  // Check-ins and heartbeats reach the store from a thread of their own (startReporter): the main
+  // thread only hands over its sequence number, so a store that stops answering (its host's link
+  // went down) never blocks it in front of a collective, which the group timeout bounds. Besides
+  // the check-ins, the thread bumps "beat/<rank>" every kBeatMs, so that a rank whose collective
+  // timed out although every rank arrived can tell which peer fell silent. The thread is detached
+  // and owns its store reference: a store op blocked on a dead link holds up neither shutdown nor exit.
+  static constexpr int64_t kBeatMs = 500;
+  struct Reporter {
+    std::mutex mutex;
+    std::condition_variable wake;
+    int64_t seq = 0;
+    bool stop = false;
+  };
+  std::shared_ptr<Reporter> reporter;
+
+  void startReporter() {
+    if (!progress || size <= 1) return;
+    reporter = std::make_shared<Reporter>();
+    std::thread([report = reporter, store = progress, key = std::to_string(rank)]() {
+      const std::string beatKey = "beat/" + key;
+      int64_t written = 0;
+      auto nextBeat = std::chrono::steady_clock::now();
+      std::unique_lock<std::mutex> lock(report->mutex);
+      while (!report->stop) {
+        report->wake.wait_until(lock, nextBeat, [&] { return report->stop || report->seq != written; });
+        if (report->stop) return;
+        const int64_t seqNow = report->seq;
+        const bool beat = std::chrono::steady_clock::now() >= nextBeat;
+        lock.unlock();
+        try {
+          if (seqNow != written) {
+            std::string value = std::to_string(seqNow);
+            store->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+            written = seqNow;
+          }
+          if (beat) {
+            store->add(beatKey, 1);
+            nextBeat = std::chrono::steady_clock::now() + milliseconds(kBeatMs);
+          }
+        } catch (...) {
+          return;  // the store is gone (rank 0 died): the collectives report that
+        }
+        lock.lock();
+      }
+    }).detach();
+  }
+  void stopReporter() {
+    if (!reporter) return;
+    {
+      std::lock_guard<std::mutex> lock(reporter->mutex);
+      reporter->stop = true;
+    }
+    reporter->wake.notify_one();
+  }
+
+  // Main thread, before issuing a collective.
   void checkIn() {
     ++seq;
-    if (!progress) return;
-    try {
-      std::string value = std::to_string(seq);
-      progress->set(std::to_string(rank), std::vector<uint8_t>(value.begin(), value.end()));
-    } catch (...) {
-      progress.reset();
+    if (!reporter) return;
+    {
+      std::lock_guard<std::mutex> lock(reporter->mutex);
+      reporter->seq = seq;
     }
+    reporter->wake.notify_one();
   }
 
   bool isGloo() const { return backend == "gloo"; }
@@ -90,6 +146,7 @@ struct GroupState {
 
   // Waits for outstanding work (each bounded by the group timeout), then closes the group.
   void shutdown() {
+    stopReporter();
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -108,6 +165,7 @@ struct GroupState {
   }
 
   ~GroupState() {
+    stopReporter();
     // ProcessGroupGloo's destructor joins its worker threads, which blocks until every queued
     // collective has run (up to the timeout each). A group dropped with work outstanding, typically
     // at process exit after a failure, is leaked instead so that exit does not hang.
@@ -149,17 +207,22 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
   constexpr int64_t kAnswerMs = 3000;
   auto store = g.progress;
   if (!store || g.size <= 1) return "";
+  // How long a peer's heartbeat must stand still to call it silent (several beats).
+  static constexpr int64_t kSilentMs = 3 * GroupState::kBeatMs;
   struct Answer {
     std::mutex mutex;
     std::condition_variable ready;
     bool done = false;
     bool failed = false;
     std::vector<int64_t> issued;
+    std::vector<int> silent;
   };
   auto answer = std::make_shared<Answer>();
   const int size = g.size;
-  std::thread([answer, store, size]() {
+  const int self = g.rank;
+  std::thread([answer, store, size, self, seq]() {
     std::vector<int64_t> issued(size, 0);
+    std::vector<int> silent;
     bool failed = false;
     try {
       for (int r = 0; r < size; ++r) {
@@ -168,11 +231,23 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
         auto bytes = store->get(key);
         issued[r] = std::stoll(std::string(bytes.begin(), bytes.end()));
       }
+      bool allArrived = true;
+      for (int r = 0; r < size; ++r) allArrived = allArrived && (r == self || issued[r] >= seq);
+      if (allArrived) {
+        // Every rank got here, yet the collective timed out: which peers stopped beating?
+        std::vector<int64_t> before(size, 0);
+        for (int r = 0; r < size; ++r) before[r] = r == self ? 0 : store->add("beat/" + std::to_string(r), 0);
+        std::this_thread::sleep_for(milliseconds(kSilentMs));
+        for (int r = 0; r < size; ++r) {
+          if (r != self && store->add("beat/" + std::to_string(r), 0) == before[r]) silent.push_back(r);
+        }
+      }
     } catch (...) {
       failed = true;
     }
     std::lock_guard<std::mutex> lock(answer->mutex);
     answer->issued = std::move(issued);
+    answer->silent = std::move(silent);
     answer->failed = failed;
     answer->done = true;
     answer->ready.notify_all();
@@ -190,6 +265,15 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
     missing.push_back(r);
     lastIssued = answer->issued[r];
   }
+  if (missing.empty() && !answer->silent.empty()) {
+    const std::vector<int>& silent = answer->silent;
+    std::string ranks;
+    for (size_t i = 0; i < silent.size(); ++i) ranks += (i ? ", " : "") + std::to_string(silent[i]);
+    return std::string("; rank") + (silent.size() > 1 ? "s " : " ") + ranks + (silent.size() > 1 ? " are" : " is") +
+           " unreachable (every rank arrived at " + name + " #" + std::to_string(seq) + ", but " +
+           (silent.size() > 1 ? "their heartbeats" : "its heartbeat") + " in the rendezvous store stopped for " +
+           std::to_string(kSilentMs) + " ms)";
+  }
   if (missing.empty()) return "";
   std::string ranks;
   for (size_t i = 0; i < missing.size(); ++i) ranks += (i ? ", " : "") + std::to_string(missing[i]);
@@ -197,6 +281,24 @@ std::string missingRanks(const GroupState& g, const std::string& name, int64_t s
                         name + " #" + std::to_string(seq);
   if (missing.size() == 1) message += " (it last issued #" + std::to_string(lastIssued) + ")";
   return message;
+}
+
+// "; the peer at 10.0.0.2 is rank 1" for the first bracketed address in `cause` that belongs to other
+// ranks, or "" (none named, unknown, or this rank's own address: peers on the same machine).
+std::string peerRanks(const GroupState& g, const std::string& cause) {
+  static const std::regex bracketed("\\[([^\\]]+)\\]:\\d+");
+  std::smatch match;
+  if (!std::regex_search(cause, match, bracketed)) return "";
+  const std::string address = match[1].str();
+  if (g.rank < static_cast<int>(g.peerAddresses.size()) && g.peerAddresses[g.rank] == address) return "";
+  std::vector<int> ranks;
+  for (int r = 0; r < static_cast<int>(g.peerAddresses.size()); ++r) {
+    if (r != g.rank && g.peerAddresses[r] == address) ranks.push_back(r);
+  }
+  if (ranks.empty()) return "";
+  std::string list;
+  for (size_t i = 0; i < ranks.size(); ++i) list += (i ? ", " : "") + std::to_string(ranks[i]);
+  return "; the peer at " + address + " is rank" + (ranks.size() > 1 ? "s " : " ") + list;
 }
 
 std::string collectiveFailure(const GroupState& g, const std::string& name, const std::string& cause, int64_t seq) {
@@ -209,6 +311,7 @@ std::string collectiveFailure(const GroupState& g, const std::string& name, cons
                std::to_string(g.timeoutMs) + " ms)";
   }
   static const std::regex timedOut("timed out|timeout", std::regex::icase);
+  message += peerRanks(g, cause);
   if (std::regex_search(cause, timedOut)) message += missingRanks(g, name, seq);
   return message;
 }
@@ -818,6 +921,8 @@ struct RendezvousConfig {
   std::string backend = "gloo";
   std::string glooInterface;
   std::string glooHostname;
+  // The address gloo binds to, published to the other ranks for messages ("" when unknown).
+  std::string hostAddress;
   // Whether this process hosts the store (rank 0 by default; no one under torchrun's agent store).
   bool storeServer = true;
   // Namespace of this job's keys in the store (a torchrun restart gets a fresh one).
@@ -914,8 +1019,19 @@ class Rendezvous : public Napi::AsyncWorker {
         } else {
           options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
         }
+        if (!c.hostAddress.empty()) {
+          scoped->set("address/" + std::to_string(c.rank), std::vector<uint8_t>(c.hostAddress.begin(), c.hostAddress.end()));
+        }
         stage = "connecting gloo to every other process (timeout " + std::to_string(c.timeoutMs) + " ms)";
         state->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, c.rank, c.size, options);
+        // Every rank published its address before joining gloo, so all are there once gloo is connected.
+        state->peerAddresses.assign(c.size, "");
+        for (int r = 0; r < c.size; ++r) {
+          const std::string key = "address/" + std::to_string(r);
+          if (!scoped->check({key})) continue;
+          auto bytes = scoped->get(key);
+          state->peerAddresses[r] = std::string(bytes.begin(), bytes.end());
+        }
 #else
         throw std::runtime_error("this build of the plsc addon has no gloo (rebuild with libgloo-dev installed)");
 #endif
@@ -931,6 +1047,7 @@ class Rendezvous : public Napi::AsyncWorker {
       } else {
         throw std::runtime_error("unknown backend '" + c.backend + "' (expected gloo or nccl)");
       }
+      state->startReporter();
       state_ = state;
     } catch (...) {
       std::string cause = firstLines(describeException(std::current_exception()), 4);
@@ -999,6 +1116,7 @@ Napi::Value C10dInit(const Napi::CallbackInfo& info) {
   c.backend = readString(env, o, "backend", c.backend);
   c.glooInterface = readString(env, o, "glooInterface", "");
   c.glooHostname = readString(env, o, "glooHostname", "");
+  c.hostAddress = readString(env, o, "hostAddress", "");
   Napi::Value server = o.Get("storeServer");
   c.storeServer = server.IsBoolean() ? server.As<Napi::Boolean>().Value() : c.rank == 0;
   c.storePrefix = readString(env, o, "storePrefix", c.storePrefix);

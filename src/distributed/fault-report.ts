@@ -15,8 +15,13 @@ export interface Blame {
 
 const NEVER_ARRIVED = /\branks? (\d+(?:, \d+)*) never arrived at ([^;]*?#\d+)/;
 const NOT_RESPONDING = /\brank (\d+) is not responding/;
+const PEER_LOST = /; the peer at (\S+) is ranks? (\d+(?:, \d+)*)/;
+const UNREACHABLE = /\branks? (\d+(?:, \d+)*) (?:is|are) unreachable/;
 
-/** The ranks an error line names as never arrived / not responding (see native/src/c10d.cc), or null. */
+/**
+ * The ranks an error line names as never arrived / not responding / unreachable / the peer whose
+ * connection failed (see native/src/c10d.cc), or null.
+ */
 export function blameIn(line: string, reportedBy: number): Blame | null {
   const missing = NEVER_ARRIVED.exec(line);
   if (missing !== null) {
@@ -24,6 +29,12 @@ export function blameIn(line: string, reportedBy: number): Blame | null {
   }
   const silent = NOT_RESPONDING.exec(line);
   if (silent !== null) return { ranks: [Number(silent[1])], what: 'is not responding', reportedBy };
+  const unreachable = UNREACHABLE.exec(line);
+  if (unreachable !== null) return { ranks: (unreachable[1] as string).split(', ').map(Number), what: 'became unreachable (heartbeat stopped)', reportedBy };
+  const lost = PEER_LOST.exec(line);
+  if (lost !== null) {
+    return { ranks: (lost[2] as string).split(', ').map(Number), what: `dropped out (the connection to ${lost[1] as string} failed)`, reportedBy };
+  }
   return null;
 }
 

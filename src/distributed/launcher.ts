@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, LAUNCHER_PID_VAR, distributedEnvVars, validatePort } from './env.js';
 import { blameIn, isStackFrame, type Blame } from './fault-report.js';
+import { checkNetworkInterface } from './interface.js';
 
 export interface LaunchOptions {
   /** Workers on this node. */
@@ -26,6 +27,11 @@ export interface LaunchOptions {
   /** Program to run; a .js / .mjs / .cjs file runs under this Node binary. */
   command: string;
   args?: readonly string[];
+  /**
+   * Network interface for gloo's connections between nodes, passed to the workers as
+   * GLOO_SOCKET_IFNAME (default: that variable if set, else the route to the master).
+   */
+  iface?: string;
   /** Extra environment for the workers (on top of this process's). */
   env?: Readonly<Record<string, string>>;
   /** Time between SIGTERM and SIGKILL when stopping workers (default 5000 ms). */
@@ -145,6 +151,9 @@ export function validateLaunchOptions(options: LaunchOptions): Required<Pick<Lau
   if (!(exitGraceMs >= 0)) throw new Error(`--exit-grace must be >= 0 seconds, got ${exitGraceMs / 1000}`);
   if (options.masterPort !== undefined) validatePort(options.masterPort, '--master-port');
   if (options.command.length === 0) throw new Error('no command to launch (put it after --)');
+  const workerIface = options.env?.GLOO_SOCKET_IFNAME ?? process.env.GLOO_SOCKET_IFNAME;
+  if (options.iface !== undefined) checkNetworkInterface(options.iface, '--iface');
+  else if (workerIface !== undefined && workerIface !== '') checkNetworkInterface(workerIface, 'GLOO_SOCKET_IFNAME');
   return { nnodes, nodeRank, gracePeriodMs, exitGraceMs };
 }
 
@@ -253,6 +262,7 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
       ...distributedEnvVars({ rank, worldSize, localRank, localWorldSize: nproc, groupRank: nodeRank, masterAddr, masterPort }),
       GROUP_WORLD_SIZE: String(nnodes),
       [LAUNCHER_PID_VAR]: String(process.pid),
+      ...(options.iface !== undefined ? { GLOO_SOCKET_IFNAME: options.iface } : {}),
     };
     if (!userSetThreads && options.env?.PLSC_NUM_THREADS === undefined) env.PLSC_NUM_THREADS = threadsPerWorker(nproc);
     const outcome: WorkerOutcome = { rank, localRank, pid: undefined, exitCode: null, signal: null, stoppedByLauncher: false };
@@ -334,7 +344,7 @@ export interface ParsedLaunchArgs extends LaunchOptions {
 }
 
 export const LAUNCH_USAGE = `usage: plsc launch --nproc-per-node N [--nnodes M --node-rank K] [--master-addr A] [--master-port P]
-                   [--grace-period-ms MS] [--exit-grace SECONDS] [--log-dir DIR] -- CMD [ARGS...]
+                   [--iface NAME] [--grace-period-ms MS] [--exit-grace SECONDS] [--log-dir DIR] -- CMD [ARGS...]
 
 Starts N workers running CMD (a .js file runs under node) with RANK, WORLD_SIZE, LOCAL_RANK,
 LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT set as torchrun sets them. Worker
@@ -346,7 +356,10 @@ traces only with PLSC_DEBUG=1. Once a worker has exited with 0, the others get -
 seconds (default 300) to finish before they are stopped. A first Ctrl-C is passed on to the
 workers (plsc train saves a checkpoint and exits 130); a second one ends everything at once.
 Single node: the master port defaults to a free port. Several nodes: run one launcher per node
-with the same --nnodes, --master-addr and --master-port (default 29500) and its own --node-rank.`;
+with the same --nnodes, --master-addr and --master-port (default 29500) and its own --node-rank.
+--iface NAME binds the workers' gloo connections to that network interface (GLOO_SOCKET_IFNAME;
+default: the interface of the route to --master-addr); the launch refuses one that does not exist,
+is down or has no address, listing the interfaces there are.`;
 
 function takeInteger(flag: string, value: string | undefined): number {
   if (value === undefined || !/^\d+$/.test(value)) throw new Error(`${flag} needs a non-negative integer, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
@@ -395,6 +408,10 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
         break;
       case '--exit-grace':
         parsed.exitGraceMs = takeInteger(flag, value) * 1000;
+        break;
+      case '--iface':
+        if (value === undefined || value === '') throw new Error(`${flag} needs a network interface name`);
+        parsed.iface = value;
         break;
       case '--log-dir':
         if (value === undefined || value === '') throw new Error(`${flag} needs a directory`);

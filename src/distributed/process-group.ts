@@ -6,6 +6,7 @@ import * as ops from '../torch/ops.js';
 import { readDistributedEnv, readMillisecondsEnv, validatePort } from './env.js';
 import { Work, type NativeWorkHandle } from './work.js';
 import { watchLauncher } from './lifeline.js';
+import { chooseGlooDevice } from './interface.js';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 export type Backend = 'gloo' | 'nccl' | 'local';
@@ -42,6 +43,8 @@ interface C10dAddon {
     rendezvousTimeoutMs: number;
     backend: string;
     glooInterface?: string;
+    glooHostname?: string;
+    hostAddress?: string;
     storeServer?: boolean;
     storePrefix?: string;
   }): Promise<NativeProcessGroupHandle>;
@@ -65,7 +68,11 @@ export interface InitProcessGroupOptions {
   timeoutMs?: number;
   /** Bound on the rendezvous, in ms (default: PLSC_RENDEZVOUS_TIMEOUT_MS, else 60 s). */
   rendezvousTimeoutMs?: number;
-  /** Network interface for gloo's connections (default: GLOO_SOCKET_IFNAME; loopback for a local master). */
+  /**
+   * Network interface for gloo's connections (default: GLOO_SOCKET_IFNAME; else loopback for a local
+   * master and the address of the route to the master for a remote one). One that does not exist, is
+   * down or has no address is refused, naming the interfaces there are.
+   */
   glooInterface?: string;
   /** Make this the group that collectives use by default (default true). */
   setDefault?: boolean;
@@ -285,6 +292,10 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
       throw new Error(`initProcessGroup: backend '${backend}' is not in this build (available: ${c10d.c10dBackends().join(', ') || 'none'})`);
     }
     const glooInterface = options.glooInterface ?? process.env.GLOO_SOCKET_IFNAME;
+    const glooDevice =
+      backend === 'gloo'
+        ? await chooseGlooDevice(masterAddr, glooInterface, options.glooInterface !== undefined ? 'initProcessGroup: glooInterface' : 'GLOO_SOCKET_IFNAME')
+        : {};
     // Under torchrun (elastic), its agent already hosts the store on MASTER_PORT: rank 0 joins it as
     // a client, and each restart of the workers uses fresh keys.
     const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
@@ -299,7 +310,7 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
       timeoutMs,
       rendezvousTimeoutMs,
       backend,
-      ...(glooInterface ? { glooInterface } : {}),
+      ...glooDevice,
     });
     group = ProcessGroup.fromNative(nativeGroup);
   }

@@ -19,6 +19,16 @@ test('blameIn reads the ranks a collective timeout or a stall names; isStackFram
   });
   assert.deepEqual(blameIn('x; rank 0 is not responding (the rendezvous store it hosts did not answer within 3 s)', 2)?.ranks, [0]);
   assert.equal(blameIn('plsc train: rank 1: injected failure', 1), null);
+  assert.deepEqual(blameIn('allReduce(max) failed on rank 0 of 2: Read error [10.77.0.2]:9417: Connection reset by peer (...); the peer at 10.77.0.2 is rank 1', 0), {
+    ranks: [1],
+    what: 'dropped out (the connection to 10.77.0.2 failed)',
+    reportedBy: 0,
+  });
+  assert.deepEqual(blameIn('x: Timed out (...); ranks 2, 3 are unreachable (every rank arrived at allGather #44, but their heartbeats ...)', 0), {
+    ranks: [2, 3],
+    what: 'became unreachable (heartbeat stopped)',
+    reportedBy: 0,
+  });
   assert.ok(isStackFrame('    at Trainer.trainStep (file:///a/b.js:12:5)'));
   assert.ok(isStackFrame('    at async Promise.all (index 0)') === false);
   assert.ok(isStackFrame('    at node:internal/main/run_main_module:28:49'));
