@@ -3,7 +3,7 @@
 import { LAUNCH_USAGE, describeOutcome, launch, parseLaunchArgs, validateLaunchOptions, type LaunchResult } from './launcher.js';
 import { benchSizes, parseBytes, runCommBench, type CommBenchConfig, type CommBenchOp, type CommBenchRecord } from './bench-comm.js';
 import { join } from 'node:path';
-import { withStopSignals } from '../cli/signals.js';
+import { withStopSignals } from '../cli-kit/signals.js';
 
 /** The launcher's closing report, or null when every worker succeeded. */
 export function launchReport(result: LaunchResult): string | null {

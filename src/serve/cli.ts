@@ -2,7 +2,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli-kit/args.js';
 import type { LoadResult } from './load.js';
 import { startedByNpm, watchParent } from './parent-watch.js';
 import type { ServeOptions } from './server.js';
