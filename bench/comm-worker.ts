@@ -1,8 +1,8 @@
 // One worker of `plsc bench comm` (started by the launcher; not part of the public API). Times
 // allReduce and allGather of float32 tensors and has rank 0 print one JSON line per measurement.
-import * as ops from '../torch/ops.js';
-import { initProcessGroup } from './process-group.js';
-import { busBandwidth, type CommBenchConfig, type CommBenchRecord } from './bench-comm.js';
+import * as ops from '../src/torch/ops.js';
+import { initProcessGroup } from '../src/distributed/process-group.js';
+import { busBandwidth, type CommBenchConfig, type CommBenchRecord } from './comm.js';
 
 function parseConfig(): CommBenchConfig {
   const raw = process.env.PLSC_BENCH_COMM;

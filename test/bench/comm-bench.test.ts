@@ -2,7 +2,7 @@
 // real processes. Asserts the format and the formula, never a speed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runPlsc } from './helpers.js';
+import { runPlsc } from '../distributed/helpers.js';
 
 test('plsc bench comm --json prints op, bytes, nproc, busbw_gbps per line', async () => {
   const r = await runPlsc(['bench', 'comm', '--json', '--nproc', '2', '--min-bytes', '1K', '--max-bytes', '16K', '--iters', '3']);
