@@ -42,8 +42,9 @@ async function main(): Promise<void> {
           op,
           bytes: actualBytes,
           nproc: n,
-          busbw_gbps: Number(busBandwidth(op, algbw, n).toFixed(4)),
-          algbw_gbps: Number(algbw.toFixed(4)),
+          // Significant digits, not decimals: small messages on a busy machine run at well under 0.0001 GB/s.
+          busbw_gbps: Number(busBandwidth(op, algbw, n).toPrecision(4)),
+          algbw_gbps: Number(algbw.toPrecision(4)),
           time_us: Number((time * 1e6).toFixed(1)),
           iters,
         };
