@@ -5,7 +5,7 @@ import type { CommandEntry, CommandMain } from '../src/cli/commands.js';
 const BENCHMARKS: Record<string, () => Promise<CommandMain>> = {
   engine: async () => (await import('./engine.js')).benchEngine,
   head: async () => (await import('./head.js')).benchHead,
-  comm: async () => (await import('./comm.js')).benchCommCommand,
+  comm: async () => (await import('./comm-cli.js')).benchCommCommand,
   serve: async () => (await import('./serve.js')).benchServeCommand,
   train: async () => (await import('./train.js')).benchTrain,
 };
