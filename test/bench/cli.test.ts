@@ -18,6 +18,15 @@ test('plsc bench --help lists the benchmarks and exits 0; no name or an unknown 
   }
 });
 
+test('plsc bench <name> --help prints the usage of each benchmark and exits 0 without measuring', async () => {
+  for (const name of ['engine', 'head', 'comm', 'serve', 'train']) {
+    const help = await captured(() => benchCommand([name, '--help']));
+    assert.equal(help.result, 0, name);
+    assert.match(help.stdout, new RegExp(`^usage: plsc bench ${name} `), name);
+    assert.equal(help.stderr, '', name);
+  }
+});
+
 test('plsc bench comm|serve --help reach the benchmarks under bench/', async () => {
   const comm = await captured(() => benchCommand(['comm', '--help']));
   assert.equal(comm.result, 0);
