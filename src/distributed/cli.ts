@@ -1,4 +1,4 @@
-// Command entry point of the distributed area: `plsc launch` (`plsc bench comm` is in bench/comm.ts).
+// Command entry point of the distributed area: `plsc launch` (`plsc bench comm` is in bench/comm-cli.ts).
 // It does not load libtorch in this process (the workers do).
 import { LAUNCH_USAGE, describeOutcome, launch, parseLaunchArgs, validateLaunchOptions, type LaunchResult } from './launcher.js';
 import { join } from 'node:path';
