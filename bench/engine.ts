@@ -122,7 +122,16 @@ function dispose(tensors: Tensor[]): void {
   for (const t of tensors) t.dispose();
 }
 
+const ENGINE_USAGE = `usage: plsc bench engine [--repeats 5] [--profile] [--json]
+
+GEMM, conv2d fwd+bwd, a small-CNN training step and the per-op call cost, plsc's and PyTorch's
+(same thread count) in the same run. --profile splits the small-CNN step by operator.`;
+
 export async function benchEngine(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(ENGINE_USAGE);
+    return 0;
+  }
   const json = argv.includes('--json');
   const repeatsArg = argv.indexOf('--repeats');
   const repeats = repeatsArg >= 0 ? Number(argv[repeatsArg + 1]) : 5;

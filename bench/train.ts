@@ -138,7 +138,18 @@ async function measureOurs(settings: TrainBenchSettings): Promise<WorkerTrainNum
   }
 }
 
+const TRAIN_USAGE = `usage: plsc bench train [--model ${TRAIN_BENCH_MODELS.join('|')}] [--nproc 1] [--batch 32]
+                        [--image-size 112] [--steps 5] [--classes 10000] [--rounds 3]
+                        [--torch-malloc cached|default] [--json]
+
+Images per second of the full training step (plsc's Trainer) with its per-phase breakdown, and the
+backbone-only step timed in plsc and in PyTorch (bench/torch_train.py) in the same run.`;
+
 export async function benchTrain(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(TRAIN_USAGE);
+    return 0;
+  }
   const { json, torchMalloc, rounds: roundCount, ...settings } = parseArgs(argv);
   const ours = await measureOurs(settings);
   const runPeer = (threads: number): TorchTrainNumbers | null =>

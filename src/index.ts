@@ -26,7 +26,6 @@ export * from './head/index.js';
 export * from './serve/onnx/proto.js';
 export * from './serve/onnx/builder.js';
 export * from './serve/onnx/layers.js';
-export * from './serve/tiny-model.js';
 export * from './serve/centers.js';
 export * from './serve/center-search.js';
 export * from './serve/model.js';

@@ -1,49 +1,23 @@
-// `plsc <command>`: dispatches to the command modules, each loaded only when used
-// (so `plsc launch` starts fast and never loads libtorch in the launcher process).
+// `plsc <command>`: looks the command up in the table of src/cli/commands.ts and runs it.
+import { plscCommands, type CommandEntry } from './commands.js';
 
-export type CommandMain = (argv: string[]) => Promise<number | void>;
-
-interface CommandEntry {
-  summary: string;
-  load: () => Promise<CommandMain>;
-}
-
-const commands: Record<string, CommandEntry> = {
-  launch: {
-    summary: 'start N workers with torchrun-compatible env: plsc launch --nproc-per-node N -- CMD ...',
-    load: async () => (await import('../distributed/cli.js')).launchCommand,
-  },
-  bench: {
-    summary: 'benchmarks: plsc bench engine|comm|head|train|serve [--json]',
-    load: async () => (await import('./bench.js')).benchCommand,
-  },
-  info: {
-    summary: 'print libtorch, thread and backend information',
-    load: async () => (await import('./info.js')).infoCommand,
-  },
-};
-
-/** Lets other areas add their commands (train, eval, export, serve, data, reshard). */
-export function registerCommand(name: string, summary: string, load: () => Promise<CommandMain>): void {
-  commands[name] = { summary, load };
-}
-
-function usage(): string {
-  const width = Math.max(...Object.keys(commands).map((n) => n.length));
-  const lines = Object.entries(commands).map(([name, entry]) => `  ${name.padEnd(width)}  ${entry.summary}`);
+function usage(commands: readonly CommandEntry[]): string {
+  const width = Math.max(...commands.map((entry) => entry.name.length));
+  const lines = commands.map((entry) => `  ${entry.name.padEnd(width)}  ${entry.summary}`);
   return `usage: plsc <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nplsc <command> --help for a command's options`;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  await import('./commands.js');
+/** Runs `plsc ...argv`; `bench` is the `plsc bench` entry (bin/plsc.js passes bench/cli.ts's). Returns the exit code. */
+export async function main(argv: string[], bench?: CommandEntry): Promise<number> {
+  const commands = plscCommands(bench);
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    console.log(usage());
+    console.log(usage(commands));
     return name === undefined ? 2 : 0;
   }
-  const entry = commands[name];
+  const entry = commands.find((command) => command.name === name);
   if (entry === undefined) {
-    console.error(`plsc: unknown command '${name}'\n\n${usage()}`);
+    console.error(`plsc: unknown command '${name}'\n\n${usage(commands)}`);
     return 2;
   }
   const run = await entry.load();

@@ -1,5 +1,5 @@
 // `plsc data <subcommand>`: dataset tools (convert, make-bin).
-import { UsageError, integerFlag, oneOf, required, runCommand, type CommandIO } from '../cli/args.js';
+import { UsageError, integerFlag, oneOf, required, runCommand, type CommandIO } from '../cli-kit/args.js';
 import type { InputFormat, OutputFormat } from './convert.js';
 import type { SampleSource } from './source.js';
 

@@ -30,8 +30,7 @@ export const DISTRIBUTED_ENV_VARS = [
   'MASTER_PORT',
 ] as const;
 
-/** Set by `plsc launch` in every worker: the launcher's pid (a worker dies with it). */
-export const LAUNCHER_PID_VAR = 'PLSC_LAUNCHER_PID';
+export { LAUNCHER_PID_VAR } from '../cli-kit/failure.js';
 
 export const DEFAULT_MASTER_ADDR = '127.0.0.1';
 export const DEFAULT_MASTER_PORT = 29500;

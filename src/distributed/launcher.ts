@@ -10,7 +10,8 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, LAUNCHER_PID_VAR, distributedEnvVars, validatePort } from './env.js';
-import { blameIn, isStackFrame, type Blame } from './fault-report.js';
+import { blameIn, type Blame } from './fault-report.js';
+import { isStackFrame } from '../cli-kit/failure.js';
 import { checkNetworkInterface } from './interface.js';
 
 export interface LaunchOptions {

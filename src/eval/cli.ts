@@ -1,7 +1,7 @@
 // `plsc eval`: LFW-protocol verification of a trained backbone on insightface .bin files, and 1:N
 // identification (rank-1 / rank-5) of probe images against a gallery.
 import { basename } from 'node:path';
-import { UsageError, integerFlag, runCommand, type CommandIO } from '../cli/args.js';
+import { UsageError, integerFlag, runCommand, type CommandIO } from '../cli-kit/args.js';
 import type { ListFileSource } from '../data/list-file.js';
 import type { LoadedBackbone } from './load-backbone.js';
 import type { IdentificationResult } from './identification.js';

@@ -1,6 +1,6 @@
 // `plsc export`: a training checkpoint to model.onnx (parity-checked) and optional class centres.
-import { formatBytes, shellQuote, shown } from '../cli/format.js';
-import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli/args.js';
+import { formatBytes, shellQuote, shown } from '../cli-kit/format.js';
+import { UsageError, integerFlag, numberFlag, required, runCommand } from '../cli-kit/args.js';
 
 const EXPORT_USAGE = `usage: plsc export --checkpoint DIR --out model.onnx [options]
 

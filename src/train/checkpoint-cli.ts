@@ -1,6 +1,6 @@
 // `plsc checkpoint verify DIR`: one line per checkpoint file; exit 1 when any file has a problem.
 import { relative } from 'node:path';
-import { UsageError, runCommand, type CommandIO } from '../cli/args.js';
+import { UsageError, runCommand, type CommandIO } from '../cli-kit/args.js';
 
 const CHECKPOINT_USAGE = `usage: plsc checkpoint verify DIR
 

@@ -2,9 +2,9 @@
 // libtorch and the trainer are loaded only once the arguments are valid (so --help answers at once).
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { formatBytes, shellQuote, shown } from '../cli/format.js';
-import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
-import { withStopSignals } from '../cli/signals.js';
+import { formatBytes, shellQuote, shown } from '../cli-kit/format.js';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli-kit/args.js';
+import { withStopSignals } from '../cli-kit/signals.js';
 import type { TrainSummary } from './entry.js';
 import type { TrainConfig } from './config.js';
 import type { DemoOptions, DemoResult } from './demo.js';

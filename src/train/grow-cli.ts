@@ -1,6 +1,6 @@
 // `plsc grow`: append classes to a checkpoint (libtorch is loaded only once the arguments are valid).
-import { shellQuote, shown } from '../cli/format.js';
-import { integerFlag, required, runCommand } from '../cli/args.js';
+import { shellQuote, shown } from '../cli-kit/format.js';
+import { integerFlag, required, runCommand } from '../cli-kit/args.js';
 
 export const GROW_USAGE = `usage: plsc grow --checkpoint DIR --add N [--images DIR_OR_LIST] --out DIR
 

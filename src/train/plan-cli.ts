@@ -1,8 +1,8 @@
 // `plsc plan`: memory per worker of a run before starting it; `--measure-activations` measures the
 // built-in backbones' activation memory that the plan uses (and with --write records it).
 import { writeFileSync } from 'node:fs';
-import { formatBytes } from '../cli/format.js';
-import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli/args.js';
+import { formatBytes } from '../cli-kit/format.js';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli-kit/args.js';
 import type { MemoryPlan } from './plan.js';
 
 export const PLAN_USAGE = `usage: plsc plan --classes N --emb D --batch B --sample-rate R [options] [--json]

@@ -7,7 +7,7 @@ import { resolveConfig } from './config.js';
 import { Trainer } from './trainer.js';
 import { summarize } from './entry.js';
 import { watchLauncher } from '../distributed/lifeline.js';
-import { describeFailure } from '../distributed/fault-report.js';
+import { describeFailure } from '../cli-kit/failure.js';
 
 watchLauncher();
 const configPath = process.env.PLSC_TRAIN_CONFIG;

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readDistributedEnv, distributedEnvVars } from '../../src/distributed/env.js';
 import { parseLaunchArgs, validateLaunchOptions } from '../../src/distributed/launcher.js';
-import { benchSizes, busBandwidth, parseBytes } from '../../src/distributed/bench-comm.js';
+import { benchSizes, busBandwidth, parseBytes } from '../../bench/comm.js';
 
 const full = { RANK: '5', WORLD_SIZE: '8', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '4', GROUP_RANK: '1', MASTER_ADDR: 'node0', MASTER_PORT: '29400' };
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blameIn, describeFailure, isStackFrame } from '../../src/distributed/fault-report.js';
+import { blameIn } from '../../src/distributed/fault-report.js';
+import { describeFailure, isStackFrame } from '../../src/cli-kit/failure.js';
 import { fixture, plscBin, readPids, runPlsc, startPlsc, survivors, waitForOutput } from '../distributed/helpers.js';
 import { writeTinyConfig } from './helpers.js';
 

@@ -1,7 +1,7 @@
-// plsc serve / plsc bench serve: usage errors and --help are answered before any model is loaded.
+// plsc serve: usage errors and --help are answered before any model is loaded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveCommand, benchServeCommand } from '../../src/serve/cli.js';
+import { serveCommand } from '../../src/serve/cli.js';
 import { captured } from '../helpers/capture-console.js';
 
 
@@ -28,18 +28,4 @@ test('plsc serve: usage errors exit 2 naming the option, --help exits 0', async 
   assert.match(help.stdout, /^usage: plsc serve --model model\.onnx/);
   assert.match(help.stdout, /--max-request-pixels N[\s\S]*--decode-concurrency N[\s\S]*--exit-with-parent/);
   assert.equal(help.stderr, '');
-});
-
-test('plsc bench serve: usage errors exit 2', async () => {
-  const cases: [string[], RegExp][] = [
-    [['--route', 'search'], /--route must be one of embed, verify, inference, classify, got 'search'/],
-    [['--duration', '0'], /--duration must be in \(0, 600\] seconds, got 0/],
-    [['--concurrency', '1,x'], /--concurrency must be an integer >= 1, got 'x'/],
-  ];
-  for (const [argv, message] of cases) {
-    const { result: code, stderr } = await captured(() => benchServeCommand(argv));
-    assert.equal(code, 2, `${argv.join(' ')}: ${stderr}`);
-    assert.match(stderr, message);
-    assert.match(stderr, /usage: plsc bench serve/);
-  }
 });

@@ -1,4 +1,4 @@
-// Tests over real loopback sockets: the typed client, graceful shutdown, the CLI and the load bench.
+// Tests over real loopback sockets: the typed client, graceful shutdown and the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PlscClient, PlscHttpError } from '../../src/serve/client.js';
 import { startServer } from '../../src/serve/server.js';
-import { benchServeCommand } from '../../src/serve/cli.js';
 import { classCentersFromArray } from '../../src/serve/centers.js';
 import { b64, patternImage, tinyModel } from './fixtures/images.js';
 
@@ -120,27 +119,5 @@ test('plsc serve (CLI) rejects bad flags with usage and exit code 2', async () =
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
     assert.match(stderr, /--model is required|Unknown option '--bogus'/);
-  }
-});
-
-test('plsc bench serve --json prints one measurement object per concurrency', async () => {
-  const lines: string[] = [];
-  const original = console.log;
-  console.log = (...args: unknown[]) => void lines.push(args.join(' '));
-  let code: number;
-  try {
-    code = await benchServeCommand(['--json', '--concurrency', '1,3', '--duration', '0.5', '--warmup', '0.2', '--threads', '1']);
-  } finally {
-    console.log = original;
-  }
-  assert.equal(code, 0, lines.join('\n'));
-  const rows = lines.map((line) => JSON.parse(line) as Record<string, number>);
-  assert.deepEqual(rows.map((row) => row.concurrency), [1, 3]);
-  for (const row of rows) {
-    for (const key of ['rps', 'p50_ms', 'p99_ms', 'errors']) assert.equal(typeof row[key], 'number', key);
-    assert.equal(row.errors, 0);
-    assert.ok(row.rps! > 0);
-    assert.ok(row.requests! > 0);
-    assert.ok(row.p99_ms! >= row.p50_ms!);
   }
 });

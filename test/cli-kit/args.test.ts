@@ -1,7 +1,7 @@
 // The option helpers every plsc command uses: values, messages and exit codes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand, type CommandIO } from '../../src/cli/args.js';
+import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand, type CommandIO } from '../../src/cli-kit/args.js';
 
 function recorder(): CommandIO & { out: string; err: string } {
   const io = { out: '', err: '', stdout: { write: (t: string) => void (io.out += t) }, stderr: { write: (t: string) => void (io.err += t) } };

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const signalsModule = fileURLToPath(new URL('../../src/cli/signals.js', import.meta.url));
+const signalsModule = fileURLToPath(new URL('../../src/cli-kit/signals.js', import.meta.url));
 
 test('first SIGINT aborts the work; a second one exits with 130 while the work still runs', async () => {
   // The work notices the abort but keeps going (as a launcher waiting out its workers' grace period).

@@ -1,7 +1,7 @@
 // What every `plsc` command shares: strict option parsing with -h/--help, typed flag values, and the
 // exit codes (0 done, 1 failed, 2 usage error).
 import { parseArgs } from 'node:util';
-import { describeFailure } from '../distributed/fault-report.js';
+import { describeFailure } from './failure.js';
 
 /** A problem with the command line (a missing, unknown or malformed option): exit code 2. */
 export class UsageError extends Error {

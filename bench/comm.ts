@@ -3,7 +3,7 @@
 //   allreduce: busbw = algbw * 2(n-1)/n     allgather: busbw = algbw * (n-1)/n
 // where algbw = bytes / time and, for allgather, bytes is the size of the gathered output.
 import { fileURLToPath } from 'node:url';
-import { launch } from './launcher.js';
+import { launch } from '../src/distributed/launcher.js';
 
 export type CommBenchOp = 'allreduce' | 'allgather';
 
@@ -62,7 +62,7 @@ export async function runCommBench(
   onLog: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
   signal?: AbortSignal,
 ): Promise<void> {
-  const worker = fileURLToPath(new URL('./bench-comm-worker.js', import.meta.url));
+  const worker = fileURLToPath(new URL('./comm-worker.js', import.meta.url));
   const result = await launch({
     nprocPerNode: nproc,
     command: process.execPath,

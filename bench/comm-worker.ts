@@ -1,8 +1,8 @@
 // One worker of `plsc bench comm` (started by the launcher; not part of the public API). Times
 // allReduce and allGather of float32 tensors and has rank 0 print one JSON line per measurement.
-import * as ops from '../torch/ops.js';
-import { initProcessGroup } from './process-group.js';
-import { busBandwidth, type CommBenchConfig, type CommBenchRecord } from './bench-comm.js';
+import * as ops from '../src/torch/ops.js';
+import { initProcessGroup } from '../src/distributed/process-group.js';
+import { busBandwidth, type CommBenchConfig, type CommBenchRecord } from './comm.js';
 
 function parseConfig(): CommBenchConfig {
   const raw = process.env.PLSC_BENCH_COMM;
@@ -42,8 +42,9 @@ async function main(): Promise<void> {
           op,
           bytes: actualBytes,
           nproc: n,
-          busbw_gbps: Number(busBandwidth(op, algbw, n).toFixed(4)),
-          algbw_gbps: Number(algbw.toFixed(4)),
+          // Significant digits, not decimals: small messages on a busy machine run at well under 0.0001 GB/s.
+          busbw_gbps: Number(busBandwidth(op, algbw, n).toPrecision(4)),
+          algbw_gbps: Number(algbw.toPrecision(4)),
           time_us: Number((time * 1e6).toFixed(1)),
           iters,
         };
