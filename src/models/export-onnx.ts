@@ -12,7 +12,7 @@ import { Dropout } from '../torch/nn/dropout.js';
 import { Flatten, Identity } from '../torch/nn/shape.js';
 import { Sequential } from '../torch/nn/sequential.js';
 import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from '../torch/nn/pooling.js';
-import { MAX_OPSET, MIN_OPSET, OnnxGraphBuilder, type OnnxDim } from '../serve/onnx/builder.js';
+import { MAX_OPSET, MIN_OPSET, OnnxGraphBuilder, type OnnxDim } from '../onnx/builder.js';
 import {
   emitAdd,
   emitAvgPool2d,
@@ -26,7 +26,7 @@ import {
   emitPRelu,
   emitRelu,
   emitReshape,
-} from '../serve/onnx/layers.js';
+} from '../onnx/layers.js';
 import type { Backbone } from './backbone.js';
 import { IBasicBlock, IResNet } from './iresnet.js';
 import { MfnConvBlock, MfnDepthWise, MfnGDC, MfnLinearBlock, MfnResidual, MobileFaceNet } from './mobilefacenet.js';

@@ -6,7 +6,7 @@ import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from
 import type { LoadResult } from './load.js';
 import { startedByNpm, watchParent } from './parent-watch.js';
 import type { ServeOptions } from './server.js';
-import type { ClassCenters } from './centers.js';
+import type { ClassCenters } from '../centers/centers.js';
 
 const SERVE_USAGE = `usage: plsc serve --model model.onnx [options]
 
@@ -237,7 +237,7 @@ async function benchServe({ levels, durationS, warmupS, route, classes, maxBatch
   const maxConcurrency = Math.max(...levels);
   let centers: ClassCenters | undefined;
   if (route === 'classify') {
-    const [{ EmbeddingModel }, { classCentersFromArray }] = await Promise.all([import('./model.js'), import('./centers.js')]);
+    const [{ EmbeddingModel }, { classCentersFromArray }] = await Promise.all([import('./model.js'), import('../centers/centers.js')]);
     const probe = await EmbeddingModel.load(modelPath);
     const dim = probe.info.embeddingDim;
     await probe.release();

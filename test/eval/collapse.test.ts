@@ -16,7 +16,7 @@ import { encodeRgb } from '../../src/data/image.js';
 import { saveSafetensors } from '../../src/torch/safetensors.js';
 import { tidy } from '../../src/torch/scope.js';
 import { manualSeed } from '../../src/torch/native.js';
-import { resolveConfig } from '../../src/train/config.js';
+import { resolveConfig } from '../../src/config/train-config.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { ProgressReporter } from '../../src/train/progress.js';
 import { ConstantEmbedder } from './fixtures/constant-backbone.js';

@@ -2,7 +2,7 @@
 // eval-mode forward to 1e-4 (with randomized BN statistics, PReLU slopes and weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import '../../src/serve/ort-telemetry.js';
+import '../../src/onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import {
   FeatureMLP,

@@ -32,8 +32,8 @@ import {
   type CheckpointMeta,
   type Tensor,
 } from '../../src/index.js';
-import type { ClassStorage } from '../../src/train/class-storage.js';
-import { floatToHalfBits } from '../../src/serve/float16.js';
+import type { ClassStorage } from '../../src/config/class-storage.js';
+import { floatToHalfBits } from '../../src/centers/float16.js';
 
 const work = mkdtempSync(join(tmpdir(), 'plsc-class-storage-'));
 after(() => rmSync(work, { recursive: true, force: true }));
