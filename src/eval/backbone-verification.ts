@@ -7,7 +7,7 @@ import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { noGrad } from '../torch/autograd.js';
 import { decodeToRgb } from '../data/image.js';
-import { readVerificationBin } from './bin-file.js';
+import { readVerificationBin } from '../data/bin-file.js';
 import type { EmbedFunction } from './embed.js';
 import { embedLoadedImages } from './embed-loaded.js';
 import { evaluateVerification, type VerificationResult } from './verification.js';

@@ -10,7 +10,7 @@ import { embedLoadedImages } from '../../src/eval/embed-loaded.js';
 import { embedImages, uint8HwcImageSource, type EmbedFunction } from '../../src/eval/embed.js';
 import { evaluateIdentification, matmulTransposed } from '../../src/eval/identification.js';
 import { torchMatmul } from '../../src/eval/torch-matmul.js';
-import { writeVerificationBin } from '../../src/eval/bin-file.js';
+import { writeVerificationBin } from '../../src/data/bin-file.js';
 import { SyntheticFaces } from '../../src/data/synthetic.js';
 import { chwToHwc, decodeToRgb, encodeRgb } from '../../src/data/image.js';
 import { createBackbone } from '../../src/models/index.js';

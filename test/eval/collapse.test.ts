@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { evalCommand } from '../../src/eval/cli.js';
 import { collapsedEmbeddingsWarning, embeddingsCollapsed } from '../../src/eval/collapse.js';
 import { evaluateVerification } from '../../src/eval/verification.js';
-import { writeVerificationBin } from '../../src/eval/bin-file.js';
+import { writeVerificationBin } from '../../src/data/bin-file.js';
 import { SyntheticFaces } from '../../src/data/synthetic.js';
 import { encodeRgb } from '../../src/data/image.js';
 import { saveSafetensors } from '../../src/torch/safetensors.js';
