@@ -1,3 +1,6 @@
+// The package root: the library API by area (engine, distributed, head, models, data, ONNX, checkpoints,
+// training, evaluation, export, serving). The CLI's command functions and usage texts, the benchmarks and
+// the protobuf encoding of ONNX stay behind it (README.md, "The package root", lists what is here).
 export * from './torch/index.js';
 export * as nn from './torch/nn/index.js';
 export * as optim from './torch/optim/index.js';
@@ -24,10 +27,8 @@ export * from './data/feature-loader.js';
 export * from './data/convert.js';
 export * from './data/dataset-spec.js';
 export * from './head/index.js';
-export * from './onnx/proto.js';
 export * from './onnx/builder.js';
 export * from './onnx/layers.js';
-export * from './serve/tiny-model.js';
 export * from './centers/centers.js';
 export * from './centers/center-search.js';
 export * from './serve/model.js';
@@ -35,13 +36,15 @@ export * from './serve/preprocess.js';
 export * from './serve/batcher.js';
 export * from './serve/server.js';
 export * from './serve/client.js';
-export * from './serve/cli.js';
 export * from './distributed/env.js';
 export * from './distributed/work.js';
 export * from './distributed/process-group.js';
 export * from './distributed/collectives.js';
 export * from './distributed/data-parallel.js';
-export * from './distributed/launcher.js';
+export {
+  launch, describeOutcome, findFreePort, validateLaunchOptions, oversubscriptionWarning, DEFAULT_EXIT_GRACE_MS,
+  type LaunchOptions, type LaunchResult, type WorkerOutcome, type WorkerOutputLine, type ExitGraceExpiry,
+} from './distributed/launcher.js';
 export * from './models/index.js';
 export * from './train/progress.js';
 export * from './train/report.js';
@@ -55,13 +58,10 @@ export * from './train/trainer.js';
 export * from './train/entry.js';
 export * from './checkpoint/centers.js';
 export * from './export/export-checkpoint.js';
-export * from './serve/export-cli.js';
 export * from './eval/embed-loaded.js';
 export * from './eval/torch-matmul.js';
 export * from './eval/load-backbone.js';
-export * from './eval/cli.js';
 export * from './train/demo.js';
-export * from './train/cli.js';
 export * from './train/bad-samples.js';
 export * from './train/dataset-checks.js';
 export * from './checkpoint/integrity.js';
@@ -80,10 +80,8 @@ export * from './train/time-budget.js';
 export * from './train/run-summary.js';
 export * from './train/classification-validation.js';
 export * from './train/grow.js';
-export * from './train/grow-cli.js';
 export * from './train/measured-activations.js';
 export * from './train/activation-memory.js';
 export * from './train/plan.js';
-export * from './train/plan-cli.js';
 export * from './torch/safetensors-stream.js';
 export * from './checkpoint/shard-io.js';

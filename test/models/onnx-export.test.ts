@@ -10,7 +10,6 @@ import {
   Module,
   MobileFaceNet,
   createBackbone,
-  decodeModelProto,
   emitRelu,
   exportOnnx,
   manualSeed,
@@ -26,6 +25,7 @@ import {
   type Tensor,
 } from '../../src/index.js';
 import { maxAbs, maxAbsDiff, randomizeForInference } from './fixtures/helpers.js';
+import { decodeModelProto } from '../../src/onnx/proto.js';
 
 const TOLERANCE = 1e-4;
 

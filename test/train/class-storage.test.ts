@@ -23,8 +23,6 @@ import {
   saveSafetensors,
   loadSafetensors,
   SafetensorsStreamWriter,
-  reshardCommand,
-  demoCommand,
   demoTrainConfig,
   DEMO_DEFAULTS,
   tidy,
@@ -32,6 +30,7 @@ import {
   type CheckpointMeta,
   type Tensor,
 } from '../../src/index.js';
+import { demoCommand, reshardCommand } from '../../src/train/cli.js';
 import type { ClassStorage } from '../../src/config/class-storage.js';
 import { floatToHalfBits } from '../../src/centers/float16.js';
 
