@@ -1,5 +1,5 @@
 // ONNX export of a Backbone in inference form: each module type has an emitter that writes its
-// nodes with the layer emitters of src/serve/onnx (BatchNormalization nodes with the running
+// nodes with the layer emitters of src/onnx (BatchNormalization nodes with the running
 // statistics, Dropout omitted), giving input `input` [N, ...inputShape] float32 and output
 // `embedding` [N, D]. Custom modules export through registerOnnxEmitter or an `emitOnnx` method.
 import type { Tensor } from '../torch/tensor.js';
