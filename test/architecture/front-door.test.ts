@@ -16,7 +16,9 @@ function namesImportedFromPlsc(markdown: string): string[] {
       .split(',')
       .map((part) => part.trim())
       .filter((part) => part !== '' && !part.startsWith('type '))
-      .map((part) => part.split(/\s+as\s+/)[0]!),
+      .map((part) => part.split(/\s+as\s+/)[0]!)
+      // prose such as `import { ... } from 'plsc'` names no export
+      .filter((name) => /^[A-Za-z_$][\w$]*$/.test(name)),
   );
 }
 
