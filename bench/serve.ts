@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, integerFlag, numberFlag, oneOf, runCommand } from '../src/cli-kit/args.js';
-import type { ClassCenters } from '../src/serve/centers.js';
+import type { ClassCenters } from '../src/centers/centers.js';
 import type { LoadResult } from './serve-load.js';
 
 const BENCH_USAGE = `usage: plsc bench serve [options]
@@ -101,7 +101,7 @@ async function benchServe({ levels, durationS, warmupS, route, classes, maxBatch
   const maxConcurrency = Math.max(...levels);
   let centers: ClassCenters | undefined;
   if (route === 'classify') {
-    const [{ EmbeddingModel }, { classCentersFromArray }] = await Promise.all([import('../src/serve/model.js'), import('../src/serve/centers.js')]);
+    const [{ EmbeddingModel }, { classCentersFromArray }] = await Promise.all([import('../src/serve/model.js'), import('../src/centers/centers.js')]);
     const probe = await EmbeddingModel.load(modelPath);
     const dim = probe.info.embeddingDim;
     await probe.release();

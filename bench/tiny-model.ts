@@ -1,7 +1,7 @@
 // A small IR-style face CNN with random weights, built with the ONNX emitters. Used by
 // `plsc bench serve` and the serving tests, where only the shape of the work matters.
-import { OnnxGraphBuilder } from '../src/serve/onnx/builder.js';
-import { emitAdd, emitBatchNorm, emitConv2d, emitDropout, emitFlatten, emitLinear, emitPRelu } from '../src/serve/onnx/layers.js';
+import { OnnxGraphBuilder } from '../src/onnx/builder.js';
+import { emitAdd, emitBatchNorm, emitConv2d, emitDropout, emitFlatten, emitLinear, emitPRelu } from '../src/onnx/layers.js';
 
 export interface TinyFaceModelOptions {
   /** Square input side (default 112, like the real backbones). */

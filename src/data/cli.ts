@@ -125,7 +125,7 @@ function convertSubcommand(argv: string[], io: DataCommandIO): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// plsc data make-bin (verification .bin files; the writer lives in src/eval/bin-file.ts)
+// plsc data make-bin (verification .bin files; the writer lives in src/data/bin-file.ts)
 
 function makeBinSubcommand(argv: string[], io: DataCommandIO): Promise<number> {
   const options = {

@@ -7,8 +7,8 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { writeVerificationBin } from '../eval/bin-file.js';
-import type { PickleWriteProtocol } from '../eval/pickle-writer.js';
+import { writeVerificationBin } from './bin-file.js';
+import type { PickleWriteProtocol } from './pickle-writer.js';
 import { chwToHwc, decodeToRgb, encodeRgb, resizeRawRgb } from './image.js';
 import { Rng, hashSeeds } from './random.js';
 import { toBadSampleError, type SampleSource } from './source.js';

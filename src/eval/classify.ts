@@ -5,8 +5,8 @@
  * top-k, ties to the lower class id). Centres arrive block by block (a checkpoint's FC shards read
  * from disk, a training worker's shard), so the whole matrix is never in one buffer.
  */
-import { computeInverseNorms, type ClassMatch } from '../serve/centers.js';
-import { CenterBlockSearch } from '../serve/center-search.js';
+import { computeInverseNorms, type ClassMatch } from '../centers/centers.js';
+import { CenterBlockSearch } from '../centers/center-search.js';
 import type { SampleSource } from '../data/source.js';
 import { BadSampleError } from '../data/source.js';
 import type { EmbedFunction } from './embed.js';

@@ -5,7 +5,7 @@ import { UsageError, integerFlag, runCommand, type CommandIO } from '../cli-kit/
 import type { ListFileSource } from '../data/list-file.js';
 import type { LoadedBackbone } from './load-backbone.js';
 import type { IdentificationResult } from './identification.js';
-import type { TargetResult } from '../train/validation.js';
+import type { TargetResult } from './backbone-verification.js';
 import { collapsedEmbeddingsWarning, embeddingsCollapsed } from './collapse.js';
 
 /** Where the command writes (process.stdout / process.stderr unless a test passes its own). */
@@ -83,7 +83,7 @@ async function runVerification(
   paths: { target: string; path: string }[],
   batchSize: number | undefined,
 ): Promise<void> {
-  const { verifyBin } = await import('../train/validation.js');
+  const { verifyBin } = await import('./backbone-verification.js');
   const header = ['target', 'pairs', 'accuracy', 'XNorm', 'VAL@FAR=1e-3'];
   const nameWidth = Math.max(header[0]!.length, ...paths.map((p) => basename(p.path).replace(/\.bin$/, '').length));
   const row = (cells: string[]) => `${cells[0]!.padEnd(nameWidth)}  ${cells[1]!.padStart(7)}  ${cells[2]!.padEnd(17)}  ${cells[3]!.padStart(9)}  ${cells[4]!.padStart(12)}\n`;
@@ -100,7 +100,7 @@ async function runVerification(
 /** Flip-fused embeddings (original + flipped; searchTopK normalizes) of every image of a list. */
 async function embedList(source: ListFileSource, model: LoadedBackbone, batchSize: number | undefined): Promise<Float32Array[]> {
   const { embedLoadedImages, samplePayloadToRgb } = await import('./embed-loaded.js');
-  const { backboneEmbedFunction } = await import('../train/validation.js');
+  const { backboneEmbedFunction } = await import('./backbone-verification.js');
   const { BadSampleError } = await import('../data/source.js');
   const [height, width] = model.imageSize;
   const load = async (index: number): Promise<Uint8Array> => {
@@ -178,12 +178,12 @@ const DATASET_FORMATS = ['list', 'rec', 'folder', 'base64'] as const;
 async function runClassification(io: EvalCommandIO, json: boolean, model: LoadedBackbone, data: string, format: string | undefined, batchSize: number | undefined): Promise<void> {
   if (format !== undefined && !(DATASET_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DATASET_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
   const [{ openTrainingData }, { readMeta }, { checkpointCenterRows }, { centerRanker, classifyDataset }, { classificationJson, formatClassification }, { backboneEmbedFunction }] = await Promise.all([
-    import('../train/trainer.js'),
-    import('../train/checkpoint.js'),
-    import('../serve/checkpoint-centers.js'),
+    import('../data/dataset-spec.js'),
+    import('../checkpoint/format.js'),
+    import('../checkpoint/centers.js'),
     import('./classify.js'),
     import('./classify-report.js'),
-    import('../train/validation.js'),
+    import('./backbone-verification.js'),
   ]);
   const checkpointDir = model.checkpointDir as string;
   const meta = readMeta(checkpointDir);
@@ -251,7 +251,7 @@ export async function evalCommand(argv: string[], io: EvalCommandIO = { stdout: 
     try {
       const json = values.json ?? false;
       // Inputs are checked before the model is built, so a typo fails at once.
-      const { resolveTarget } = await import('../train/validation.js');
+      const { resolveTarget } = await import('./backbone-verification.js');
       const targets = settings.bins.map((target) => ({ target, path: resolveTarget(target, values['dataset-dir']) }));
       let lists: [ListFileSource, ListFileSource] | null = null;
       if (values.identify) {

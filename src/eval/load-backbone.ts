@@ -9,11 +9,11 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Backbone } from '../models/backbone.js';
 import { loadSafetensors, readSafetensorsMetadata } from '../torch/safetensors.js';
-import { backboneFromSpec } from '../train/backbone-spec.js';
-import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../train/checkpoint.js';
-import { assertFiniteTensors, loadVerifiedCheckpointFile, type RecordedDigests } from '../train/checkpoint-integrity.js';
-import { DEFAULT_CONFIG, type TrainConfig } from '../train/config.js';
-import { backboneImageSize } from '../train/validation.js';
+import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
+import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../checkpoint/format.js';
+import { assertFiniteTensors, loadVerifiedCheckpointFile, type RecordedDigests } from '../checkpoint/integrity.js';
+import { DEFAULT_CONFIG, type TrainConfig } from '../config/train-config.js';
+import { backboneImageSize } from './backbone-verification.js';
 
 export interface EvalModelSpec {
   /** A checkpoint step directory, or a checkpoint root (its newest complete step is used). */

@@ -1,5 +1,5 @@
 // ONNX export of a Backbone in inference form: each module type has an emitter that writes its
-// nodes with the layer emitters of src/serve/onnx (BatchNormalization nodes with the running
+// nodes with the layer emitters of src/onnx (BatchNormalization nodes with the running
 // statistics, Dropout omitted), giving input `input` [N, ...inputShape] float32 and output
 // `embedding` [N, D]. Custom modules export through registerOnnxEmitter or an `emitOnnx` method.
 import type { Tensor } from '../torch/tensor.js';
@@ -12,7 +12,7 @@ import { Dropout } from '../torch/nn/dropout.js';
 import { Flatten, Identity } from '../torch/nn/shape.js';
 import { Sequential } from '../torch/nn/sequential.js';
 import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from '../torch/nn/pooling.js';
-import { MAX_OPSET, MIN_OPSET, OnnxGraphBuilder, type OnnxDim } from '../serve/onnx/builder.js';
+import { MAX_OPSET, MIN_OPSET, OnnxGraphBuilder, type OnnxDim } from '../onnx/builder.js';
 import {
   emitAdd,
   emitAvgPool2d,
@@ -26,7 +26,7 @@ import {
   emitPRelu,
   emitRelu,
   emitReshape,
-} from '../serve/onnx/layers.js';
+} from '../onnx/layers.js';
 import type { Backbone } from './backbone.js';
 import { IBasicBlock, IResNet } from './iresnet.js';
 import { MfnConvBlock, MfnDepthWise, MfnGDC, MfnLinearBlock, MfnResidual, MobileFaceNet } from './mobilefacenet.js';

@@ -40,7 +40,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
     if (values.fp16 && !values.centers) throw new UsageError('--fp16 applies to --centers; give --centers PATH');
 
     // Loaded here so that usage errors and --help answer without loading libtorch and onnxruntime.
-    const { exportCheckpoint, EXPORT_PARITY_TOLERANCE } = await import('./export-checkpoint.js');
+    const { exportCheckpoint, EXPORT_PARITY_TOLERANCE } = await import('../export/export-checkpoint.js');
     const result = await exportCheckpoint({
       checkpoint,
       out,
@@ -57,7 +57,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
 }
 
 function printExport(
-  result: Awaited<ReturnType<typeof import('./export-checkpoint.js').exportCheckpoint>>,
+  result: Awaited<ReturnType<typeof import('../export/export-checkpoint.js').exportCheckpoint>>,
   { opset, batchSize, tolerance }: { opset: number | undefined; batchSize: number | undefined; tolerance: number },
 ): void {
   const { meta, parity, centers } = result;

@@ -1,5 +1,5 @@
 // An exported embedding model ([N, 3, H, W] float32 in, [N, D] float32 out) on onnxruntime-node.
-import './ort-telemetry.js';
+import '../onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 
 export interface EmbeddingModelOptions {

@@ -4,8 +4,8 @@
 // difference. What `plsc plan` multiplies by the batch.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { resolveConfig } from './config.js';
-import { backboneFromSpec } from './backbone-spec.js';
+import { resolveConfig } from '../config/train-config.js';
+import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
 import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { manualSeed } from '../torch/native.js';

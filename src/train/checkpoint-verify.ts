@@ -5,8 +5,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadSafetensors, readSafetensorsHeader } from '../torch/safetensors.js';
 import { shardLayout } from '../head/shard-layout.js';
-import { listCheckpoints, readMeta, shardFileName, type CheckpointMeta } from './checkpoint.js';
-import { countNonFinite, verifyCheckpointFile } from './checkpoint-integrity.js';
+import { listCheckpoints, readMeta, shardFileName, type CheckpointMeta } from '../checkpoint/format.js';
+import { countNonFinite, verifyCheckpointFile } from '../checkpoint/integrity.js';
 import { formatByteCount } from './disk.js';
 
 export interface FileCheck {

@@ -8,14 +8,14 @@ import { tidy } from '../torch/scope.js';
 import { noGrad } from '../torch/autograd.js';
 import type { Tensor } from '../torch/tensor.js';
 import type { ProcessGroup } from '../distributed/process-group.js';
-import { RunningTopK } from '../serve/centers.js';
+import { RunningTopK } from '../centers/centers.js';
 import { classifyDataset, rankClassesByCenters, type ClassRanker, type CenterRows, type ClassificationResult } from '../eval/classify.js';
 import type { Backbone } from '../models/index.js';
 import type { SampleSource } from '../data/source.js';
 import type { EmbedFunction } from '../eval/embed.js';
 import { openDataset } from '../data/convert.js';
-import { backboneEmbedFunction, backboneImageSize } from './validation.js';
-import type { ValDatasetSpec } from './config.js';
+import { backboneEmbedFunction, backboneImageSize } from '../eval/backbone-verification.js';
+import type { ValDatasetSpec } from '../config/train-config.js';
 
 export interface ClassificationTargetResult {
   target: string;

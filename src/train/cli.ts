@@ -6,9 +6,9 @@ import { formatBytes, shellQuote, shown } from '../cli-kit/format.js';
 import { UsageError, integerFlag, numberFlag, oneOf, required, runCommand } from '../cli-kit/args.js';
 import { withStopSignals } from '../cli-kit/signals.js';
 import type { TrainSummary } from './entry.js';
-import type { TrainConfig } from './config.js';
+import type { TrainConfig } from '../config/train-config.js';
 import type { DemoOptions, DemoResult } from './demo.js';
-import { CLASS_STORAGES } from './class-storage.js';
+import { CLASS_STORAGES } from '../config/class-storage.js';
 
 function command(...words: string[]): string {
   return words.map(shellQuote).join(' ');
@@ -70,7 +70,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   return runCommand({ name: 'train', usage: TRAIN_USAGE, options }, argv, async ({ values }) => {
     const configPath = required(values.config, 'config');
     const nproc = integerFlag(values.nproc, 'nproc', 1);
-    const { loadConfigFile } = await import('./config.js');
+    const { loadConfigFile } = await import('../config/train-config.js');
     const { readDistributedEnv } = await import('../distributed/env.js');
     let config: TrainConfig;
     let env;
@@ -152,7 +152,8 @@ export async function reshardCommand(argv: string[]): Promise<number> {
     const out = required(values.out, 'out');
     const worldSize = required(integerFlag(values['world-size'], 'world-size', 1), 'world-size');
     const storage = values.storage === undefined ? undefined : oneOf(values.storage, 'storage', CLASS_STORAGES);
-    const { readMeta, reshardCheckpoint, resolveCheckpointDir, shardSummary } = await import('./checkpoint.js');
+    const { reshardCheckpoint } = await import('./checkpoint.js');
+    const { readMeta, resolveCheckpointDir, shardSummary } = await import('../checkpoint/format.js');
     const source = resolveCheckpointDir(checkpoint);
     // reshardCheckpoint replaces --out: only ever an earlier checkpoint, never some other directory.
     if (existsSync(out) && !existsSync(join(out, 'meta.json'))) {

@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { ShardedSampler } from '../data/sampler.js';
 import type { SampleSource } from '../data/source.js';
-import type { DatasetSpec } from './config.js';
-import type { CheckpointDataInfo, CheckpointMeta } from './checkpoint.js';
+import type { DatasetSpec } from '../config/train-config.js';
+import type { CheckpointDataInfo, CheckpointMeta } from '../checkpoint/format.js';
 
 /** `dataset /data/label.txt` or `the synthetic dataset`, for messages. */
 export function describeDataset(spec: DatasetSpec): string {

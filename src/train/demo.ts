@@ -7,15 +7,15 @@ import { join, resolve } from 'node:path';
 import { getNumThreads, manualSeed, setNumThreads } from '../torch/native.js';
 import { SyntheticFaces } from '../data/synthetic.js';
 import { makeVerificationBin } from '../data/verification-pairs.js';
-import { exportCheckpoint, loadCheckpointBackbone, type ParityResult } from '../serve/export-checkpoint.js';
-import { backboneFromSpec } from './backbone-spec.js';
-import { readMeta } from './checkpoint.js';
-import { resolveConfig, type TrainConfig } from './config.js';
-import type { ClassStorage } from './class-storage.js';
+import { exportCheckpoint, loadCheckpointBackbone, type ParityResult } from '../export/export-checkpoint.js';
+import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
+import { readMeta } from '../checkpoint/format.js';
+import { resolveConfig, type TrainConfig } from '../config/train-config.js';
+import type { ClassStorage } from '../config/class-storage.js';
 import { trainInLocalWorkers, type LocalWorkersOptions, type TrainSummary } from './entry.js';
 import type { ValidationMetricsRecord } from './progress.js';
 import { writeTrainingReport } from './report.js';
-import { verifyBin, type TargetResult } from './validation.js';
+import { verifyBin, type TargetResult } from '../eval/backbone-verification.js';
 
 export interface DemoOptions {
   /** Where everything goes (default output/demo). */

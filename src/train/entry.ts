@@ -9,13 +9,13 @@ import { loadSafetensors } from '../torch/safetensors.js';
 import { tidy } from '../torch/scope.js';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
-import type { ClassStorage } from './class-storage.js';
+import type { ClassStorage } from '../config/class-storage.js';
 import type { Backbone } from '../models/index.js';
-import { backboneFromSpec, type ConfigBackboneFactory } from './backbone-spec.js';
+import { backboneFromSpec, type ConfigBackboneFactory } from '../checkpoint/backbone-spec.js';
 import { decodeToRgb } from '../data/image.js';
-import { resolveConfig, validateField, ConfigError, type DatasetSpec, type TrainConfig, type ValDatasetSpec } from './config.js';
+import { resolveConfig, validateField, ConfigError, type DatasetSpec, type TrainConfig, type ValDatasetSpec } from '../config/train-config.js';
 import { Trainer, type TrainResult } from './trainer.js';
-import { validateBackboneOnTargets, type TargetResult } from './validation.js';
+import { validateBackboneOnTargets, type TargetResult } from '../eval/backbone-verification.js';
 
 /** Serializable part of a TrainResult (what worker processes report back). */
 export type TrainSummary = Omit<TrainResult, 'validation'> & { validation: Omit<TargetResult, 'detail'>[] };

@@ -15,10 +15,10 @@ import { shardLayout } from '../head/shard-layout.js';
 import { openDataset } from '../data/convert.js';
 import type { SampleSource } from '../data/source.js';
 import { embedLoadedImages, samplePayloadToRgb } from '../eval/embed-loaded.js';
-import { loadCheckpointBackbone } from '../serve/export-checkpoint.js';
-import { readClassRows, readMeta, resolveCheckpointDir, shardFileName, type CheckpointMeta } from './checkpoint.js';
-import { backboneEmbedFunction, backboneImageSize } from './validation.js';
-import { collectDigests, verifyCheckpointFile } from './checkpoint-integrity.js';
+import { loadCheckpointBackbone } from '../export/export-checkpoint.js';
+import { readClassRows, readMeta, resolveCheckpointDir, shardFileName, type CheckpointMeta } from '../checkpoint/format.js';
+import { backboneEmbedFunction, backboneImageSize } from '../eval/backbone-verification.js';
+import { collectDigests, verifyCheckpointFile } from '../checkpoint/integrity.js';
 
 export interface GrowOptions {
   /** A checkpoint step directory, or a checkpoint root (its newest step). */

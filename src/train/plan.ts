@@ -4,8 +4,8 @@
 // memory per sample is measured (measured-activations.ts, or now for a model not recorded there).
 import { totalmem } from 'node:os';
 import { sampledClassCount } from '../head/class-sampler.js';
-import { backboneFromSpec } from './backbone-spec.js';
-import { resolveConfig } from './config.js';
+import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
+import { resolveConfig } from '../config/train-config.js';
 import { measureActivationBytesPerSample, recordedActivation } from './activation-memory.js';
 
 export type PlanStorage = 'float32' | 'bfloat16' | 'float16';

@@ -1,7 +1,7 @@
 // The training loop of one worker: data-parallel backbone + model-parallel head, SGD, lr schedule,
 // periodic validation, checkpoints that resume exactly and re-shard, progress and metrics.
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { tidy, tidyAsync } from '../torch/scope.js';
@@ -18,22 +18,22 @@ import { DataParallel } from '../distributed/data-parallel.js';
 import { PartialFC } from '../head/partial-fc.js';
 import { marginForLossType } from '../head/margin.js';
 import { DataLoader, type BadSampleReport, type ImageBatch } from '../data/loader.js';
-import { SyntheticFaces } from '../data/synthetic.js';
-import { openDataset } from '../data/convert.js';
+import { openTrainingData } from '../data/dataset-spec.js';
 import type { SampleSource } from '../data/source.js';
 import type { Backbone } from '../models/index.js';
-import { backboneFromSpec } from './backbone-spec.js';
-import { derivedSchedule, type DatasetSpec, type TrainConfig } from './config.js';
-import { loadShardInto, readMeta, resolveCheckpoint, saveCheckpoint, type CheckpointDataInfo, type CheckpointMeta } from './checkpoint.js';
-import { classStorageOf } from './class-storage.js';
+import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
+import { derivedSchedule, type TrainConfig } from '../config/train-config.js';
+import { loadShardInto, resolveCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { readMeta, type CheckpointDataInfo, type CheckpointMeta } from '../checkpoint/format.js';
+import { classStorageOf } from '../config/class-storage.js';
 import { BadSampleMonitor, formatEpochCount } from './bad-samples.js';
 import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpointDataInfo } from './dataset-checks.js';
 import { ProgressReporter, type ProgressStream } from './progress.js';
 import { writeTrainingReport } from './report.js';
-import { validateBackboneOnTargets, type TargetResult } from './validation.js';
+import { validateBackboneOnTargets, type TargetResult } from '../eval/backbone-verification.js';
 import { claimOutputDirectories } from './output-claim.js';
 import type { DirectoryLock } from './checkpoint-lock.js';
-import { loadVerifiedCheckpointFile } from './checkpoint-integrity.js';
+import { loadVerifiedCheckpointFile } from '../checkpoint/integrity.js';
 import { withDiskErrors } from './disk.js';
 import { collapsedEmbeddingsWarning } from '../eval/collapse.js';
 import { RunGuard } from './run-guard.js';
@@ -41,7 +41,7 @@ import { classifyValDataset, openValDataset, type ClassificationTargetResult } f
 import { datasetStats, formatRunPlan } from './run-summary.js';
 import { ThroughputMeter } from './throughput.js';
 import { STEPS_BEFORE_ESTIMATE, TimeBudget } from './time-budget.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../config/duration.js';
 
 export interface PhaseTimes {
   data: number;
@@ -90,33 +90,6 @@ export interface TrainOptions {
   logStream?: ProgressStream;
   /** Monotonic milliseconds for the trainTime budget (tests drive time with it). Default performance.now. */
   clock?: () => number;
-}
-
-/** Opens the configured dataset (auto-detects a PLSC dataset directory). */
-export async function openTrainingData(spec: DatasetSpec, imageSize: number): Promise<SampleSource> {
-  switch (spec.type) {
-    case 'synthetic':
-      return new SyntheticFaces({ numClasses: spec.numClasses, imagesPerClass: spec.imagesPerClass, size: imageSize, seed: spec.seed ?? 0, ...(spec.noise === undefined ? {} : { noise: spec.noise }) });
-    case 'list':
-    case 'rec':
-    case 'folder':
-    case 'base64':
-      return openDataset(spec.type, spec.path);
-    case 'auto': {
-      const dir = spec.path;
-      if (!existsSync(dir)) throw new Error(`dataset: ${resolve(dir)} does not exist`);
-      if (statSync(dir).isFile()) {
-        if (dir.endsWith('.rec')) return openDataset('rec', dir);
-        return openDataset('list', dir);
-      }
-      if (existsSync(join(dir, 'train.rec'))) return openDataset('rec', join(dir, 'train.rec'));
-      if (existsSync(join(dir, 'label.txt'))) return openDataset('list', join(dir, 'label.txt'));
-      if (existsSync(join(dir, 'file_list.txt'))) return openDataset('base64', join(dir, 'file_list.txt'));
-      const subdirs = readdirSync(dir).filter((n) => statSync(join(dir, n)).isDirectory());
-      if (subdirs.length > 0) return openDataset('folder', dir);
-      throw new Error(`dataset: ${resolve(dir)} holds none of train.rec, label.txt, file_list.txt or class folders`);
-    }
-  }
 }
 
 async function joinGroup(options: TrainOptions): Promise<ProcessGroup> {

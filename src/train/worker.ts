@@ -3,7 +3,7 @@
 // It dies with its parent whatever it is doing; a failure is one line (the trace goes to the
 // launcher's per-rank log); a SIGINT-stopped run exits with 130 after its checkpoint.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { resolveConfig } from './config.js';
+import { resolveConfig } from '../config/train-config.js';
 import { Trainer } from './trainer.js';
 import { summarize } from './entry.js';
 import { watchLauncher } from '../distributed/lifeline.js';

@@ -7,7 +7,7 @@ import { dataCommand, type DataCommandIO } from '../../src/data/cli.js';
 import { ListFileSource } from '../../src/data/list-file.js';
 import { RecordIOSource } from '../../src/data/recordio.js';
 import { drawVerificationPairs } from '../../src/data/verification-pairs.js';
-import { readVerificationBin } from '../../src/eval/bin-file.js';
+import { readVerificationBin } from '../../src/data/bin-file.js';
 import { makeTempDir, solidImage } from './helpers.js';
 
 function captureIO(): DataCommandIO & { out: () => string; err: () => string } {

@@ -13,8 +13,8 @@ import {
   loadBackboneForEval,
   exportCheckpoint,
   writeCheckpointCenters,
-  evalCommand,
 } from '../../src/index.js';
+import { evalCommand } from '../../src/eval/cli.js';
 import { main } from '../../src/cli/main.js';
 import { captured } from '../helpers/capture-console.js';
 import { capturingWarnings, dropDigests, flipExponentBit, recordCurrentDigests, scratch, tinyConfig, trainTiny, writeNaN } from './fixtures/tiny-run.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Entry, Trainer, loadConfigFile, resolveConfig } from '../../src/index.js';
-import { closestName } from '../../src/train/suggest.js';
+import { closestName } from '../../src/config/suggest.js';
 import { makeListDataset, plsc, scratch, tinyConfig, writeTinyYaml } from './data-fixtures.js';
 
 test('an empty or comment-only config file is an error naming the file (plsc train exits 2)', async () => {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Entry } from '../../src/train/entry.js';
-import { DEFAULT_CONFIG } from '../../src/train/config.js';
+import { DEFAULT_CONFIG } from '../../src/config/train-config.js';
 import { plscBin, runPlsc } from '../distributed/helpers.js';
 import { writeTinyConfig } from './helpers.js';
 

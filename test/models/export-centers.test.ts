@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportCenters, loadClassCenters, loadSafetensors, manualSeed, ops as F, readSafetensorsHeader, readSafetensorsMetadata, tidy, type Tensor } from '../../src/index.js';
-import { halfToFloat32 } from '../../src/serve/float16.js';
+import { halfToFloat32 } from '../../src/centers/float16.js';
 
 function withDir<T>(body: (dir: string) => Promise<T> | T): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'plsc-centers-'));

@@ -2,7 +2,7 @@
 // eval-mode forward to 1e-4 (with randomized BN statistics, PReLU slopes and weights).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import '../../src/serve/ort-telemetry.js';
+import '../../src/onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import {
   FeatureMLP,
@@ -10,7 +10,6 @@ import {
   Module,
   MobileFaceNet,
   createBackbone,
-  decodeModelProto,
   emitRelu,
   exportOnnx,
   manualSeed,
@@ -26,6 +25,7 @@ import {
   type Tensor,
 } from '../../src/index.js';
 import { maxAbs, maxAbsDiff, randomizeForInference } from './fixtures/helpers.js';
+import { decodeModelProto } from '../../src/onnx/proto.js';
 
 const TOLERANCE = 1e-4;
 

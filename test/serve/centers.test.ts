@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { classCentersFromArray, loadClassCenters, topKCosineScan, writeClassCenters, type ClassCenters, type ClassMatch } from '../../src/serve/centers.js';
-import { CenterSearchEngine } from '../../src/serve/center-search.js';
-import { halfToFloat32 } from '../../src/serve/float16.js';
+import { classCentersFromArray, loadClassCenters, topKCosineScan, writeClassCenters, type ClassCenters, type ClassMatch } from '../../src/centers/centers.js';
+import { CenterSearchEngine } from '../../src/centers/center-search.js';
+import { halfToFloat32 } from '../../src/centers/float16.js';
 import { randomArray, rng } from './fixtures/reference-ops.js';
 
 /** Score every class in float64 and sort: the obvious reference. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PlscClient, PlscHttpError } from '../../src/serve/client.js';
 import { startServer } from '../../src/serve/server.js';
-import { classCentersFromArray } from '../../src/serve/centers.js';
+import { classCentersFromArray } from '../../src/centers/centers.js';
 import { b64, patternImage, tinyModel } from './fixtures/images.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

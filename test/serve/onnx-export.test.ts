@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import '../../src/serve/ort-telemetry.js';
+import '../../src/onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
-import { OnnxGraphBuilder, onnxAttr } from '../../src/serve/onnx/builder.js';
-import { decodeModelProto, OnnxAttributeType, OnnxDataType } from '../../src/serve/onnx/proto.js';
+import { OnnxGraphBuilder, onnxAttr } from '../../src/onnx/builder.js';
+import { decodeModelProto, OnnxAttributeType, OnnxDataType } from '../../src/onnx/proto.js';
 import {
   emitAdd,
   emitAvgPool2d,
@@ -18,8 +18,8 @@ import {
   emitPRelu,
   emitRelu,
   emitReshape,
-} from '../../src/serve/onnx/layers.js';
-import { float32ToHalf, halfBitsToFloat, halfToFloat32, floatToHalfBits } from '../../src/serve/float16.js';
+} from '../../src/onnx/layers.js';
+import { float32ToHalf, halfBitsToFloat, halfToFloat32, floatToHalfBits } from '../../src/centers/float16.js';
 import * as ref from './fixtures/reference-ops.js';
 
 async function runModel(bytes: Uint8Array, feeds: Record<string, ref.RefTensor>): Promise<Record<string, ref.RefTensor>> {

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type PlscServer } from '../../src/serve/server.js';
 import { EmbeddingModel } from '../../src/serve/model.js';
-import { classCentersFromArray } from '../../src/serve/centers.js';
+import { classCentersFromArray } from '../../src/centers/centers.js';
 import { decodeImageToTensor } from '../../src/serve/preprocess.js';
 import { b64, patternImage, solidPng, tinyModel } from './fixtures/images.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Trainer, resolveConfig, readMeta, listCheckpoints, type TrainConfig } from '../../src/index.js';
-import { parseDuration } from '../../src/train/duration.js';
+import { parseDuration } from '../../src/config/duration.js';
 import { ThroughputMeter } from '../../src/train/throughput.js';
 import { TimeBudget } from '../../src/train/time-budget.js';
 import { datasetStats, formatBytes, formatRunPlan } from '../../src/train/run-summary.js';

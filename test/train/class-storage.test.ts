@@ -23,8 +23,6 @@ import {
   saveSafetensors,
   loadSafetensors,
   SafetensorsStreamWriter,
-  reshardCommand,
-  demoCommand,
   demoTrainConfig,
   DEMO_DEFAULTS,
   tidy,
@@ -32,8 +30,9 @@ import {
   type CheckpointMeta,
   type Tensor,
 } from '../../src/index.js';
-import type { ClassStorage } from '../../src/train/class-storage.js';
-import { floatToHalfBits } from '../../src/serve/float16.js';
+import { demoCommand, reshardCommand } from '../../src/train/cli.js';
+import type { ClassStorage } from '../../src/config/class-storage.js';
+import { floatToHalfBits } from '../../src/centers/float16.js';
 
 const work = mkdtempSync(join(tmpdir(), 'plsc-class-storage-'));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -14,7 +14,6 @@ import {
   backboneImageSize,
   embedLoadedImages,
   growCheckpoint,
-  growCommand,
   listCheckpoints,
   loadCheckpointBackbone,
   loadClassCenters,
@@ -32,6 +31,7 @@ import {
   type TrainConfig,
   type Tensor,
 } from '../../src/index.js';
+import { growCommand } from '../../src/train/grow-cli.js';
 import { captured } from '../helpers/capture-console.js';
 
 const tinyBackbone = `${fileURLToPath(new URL('./fixtures/tiny-backbone.js', import.meta.url))}#createTinyBackbone`;

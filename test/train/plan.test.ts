@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { MEASURED_ACTIVATIONS, measureActivationBytesPerSample, planCommand, planHead, planMemory, type MemoryPlan } from '../../src/index.js';
+import { MEASURED_ACTIVATIONS, measureActivationBytesPerSample, planHead, planMemory, type MemoryPlan } from '../../src/index.js';
+import { planCommand } from '../../src/train/plan-cli.js';
 import { captured } from '../helpers/capture-console.js';
 
 const plsc = fileURLToPath(new URL('../../../bin/plsc.js', import.meta.url));

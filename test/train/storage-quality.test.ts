@@ -18,7 +18,7 @@ import {
   trainInLocalWorkers,
   verifyBin,
 } from '../../src/index.js';
-import type { ClassStorage } from '../../src/train/class-storage.js';
+import type { ClassStorage } from '../../src/config/class-storage.js';
 
 const work = mkdtempSync(join(tmpdir(), 'plsc-storage-quality-'));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
 // the normalized class centres for `plsc serve --centers`.
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import './ort-telemetry.js';
+import '../onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
@@ -11,11 +11,11 @@ import { tidy } from '../torch/scope.js';
 import type { Tensor } from '../torch/tensor.js';
 import { exportOnnx, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME } from '../models/export-onnx.js';
 import type { Backbone } from '../models/backbone.js';
-import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../train/checkpoint.js';
-import { resolveConfig } from '../train/config.js';
-import { backboneFromSpec } from '../train/backbone-spec.js';
-import { loadVerifiedCheckpointFile } from '../train/checkpoint-integrity.js';
-import { writeCheckpointCenters, type CheckpointCentersResult } from './checkpoint-centers.js';
+import { readMeta, resolveCheckpointDir, type CheckpointMeta } from '../checkpoint/format.js';
+import { resolveConfig } from '../config/train-config.js';
+import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
+import { loadVerifiedCheckpointFile } from '../checkpoint/integrity.js';
+import { writeCheckpointCenters, type CheckpointCentersResult } from '../checkpoint/centers.js';
 
 /** The largest max-abs difference between onnxruntime and libtorch that the export accepts. */
 export const EXPORT_PARITY_TOLERANCE = 1e-4;

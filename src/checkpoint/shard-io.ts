@@ -8,7 +8,7 @@ import * as F from '../torch/ops.js';
 import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
 import { safetensorsElementBytes } from '../torch/safetensors.js';
 import type { Tensor } from '../torch/tensor.js';
-import { CLASS_STORED_TENSORS, shardTensorDType, type ClassStorage } from './class-storage.js';
+import { CLASS_STORED_TENSORS, shardTensorDType, type ClassStorage } from '../config/class-storage.js';
 
 /** One FC shard file and the global class range it holds. */
 export interface ShardFile {

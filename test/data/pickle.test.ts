@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isPickleTuple, parsePickle, PickleError, PickleSecurityError, type PickleValue } from '../../src/eval/pickle.js';
+import { isPickleTuple, parsePickle, PickleError, PickleSecurityError, type PickleValue } from '../../src/data/pickle.js';
 
 /** Assemble pickle bytes: numbers are single bytes, strings are latin-1 bytes. */
 function bytes(...parts: (number | string | number[] | Uint8Array)[]): Buffer {

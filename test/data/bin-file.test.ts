@@ -9,9 +9,9 @@ import {
   readVerificationBin,
   VerificationBinError,
   writeVerificationBin,
-} from '../../src/eval/bin-file.js';
-import { dumpPickle } from '../../src/eval/pickle-writer.js';
-import { PickleError } from '../../src/eval/pickle.js';
+} from '../../src/data/bin-file.js';
+import { dumpPickle } from '../../src/data/pickle-writer.js';
+import { PickleError } from '../../src/data/pickle.js';
 
 function bytes(...parts: (number | string | number[] | Uint8Array)[]): Buffer {
   const out: number[] = [];

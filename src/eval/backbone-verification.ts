@@ -7,10 +7,10 @@ import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { noGrad } from '../torch/autograd.js';
 import { decodeToRgb } from '../data/image.js';
-import { readVerificationBin } from '../eval/bin-file.js';
-import type { EmbedFunction } from '../eval/embed.js';
-import { embedLoadedImages } from '../eval/embed-loaded.js';
-import { evaluateVerification, type VerificationResult } from '../eval/verification.js';
+import { readVerificationBin } from '../data/bin-file.js';
+import type { EmbedFunction } from './embed.js';
+import { embedLoadedImages } from './embed-loaded.js';
+import { evaluateVerification, type VerificationResult } from './verification.js';
 import type { Backbone } from '../models/index.js';
 
 export interface TargetResult {

@@ -2,9 +2,9 @@
 // through a small graph (Cast for fp16 -> Gemm(queries, chunk^T) -> Mul(1/||row||) -> TopK), and
 // the per-chunk winners are folded into a running top-k per query. Only a [queries, chunkRows]
 // score block exists at any time, and the work runs on onnxruntime's threads, off the event loop.
-import './ort-telemetry.js';
+import '../onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
-import { OnnxGraphBuilder } from './onnx/builder.js';
+import { OnnxGraphBuilder } from '../onnx/builder.js';
 import { RunningTopK, type ClassCenters, type ClassMatch } from './centers.js';
 
 export interface CenterSearchOptions {

@@ -13,8 +13,8 @@ import { safetensorsElementBytes, type SafetensorsDType } from '../torch/safeten
 import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
 import type { Tensor } from '../torch/tensor.js';
 import { shardLayout } from '../head/shard-layout.js';
-import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
-import { assertFiniteTensor, verifyCheckpointFile } from '../train/checkpoint-integrity.js';
+import { shardFileName, type CheckpointMeta } from './format.js';
+import { assertFiniteTensor, verifyCheckpointFile } from './integrity.js';
 
 export interface CheckpointCentersOptions {
   /** Store float16 (rows are normalized in float32 first). Default false: float32. */

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createBackbone, type Backbone } from '../models/index.js';
-import { ConfigError, type TrainConfig } from './config.js';
+import { ConfigError, type TrainConfig } from '../config/train-config.js';
 
 export type ConfigBackboneFactory = (config: TrainConfig) => Backbone;
 

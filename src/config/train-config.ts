@@ -6,15 +6,9 @@ import { LOSS_TYPES } from '../head/margin.js';
 import { unknownSettingMessage } from './suggest.js';
 import { parseDuration } from './duration.js';
 import { CLASS_STORAGES, type ClassStorage } from './class-storage.js';
+import type { DatasetSpec } from '../data/dataset-spec.js';
 
-/** Where training images come from. */
-export type DatasetSpec =
-  | { type: 'synthetic'; numClasses: number; imagesPerClass: number; seed?: number; noise?: number }
-  | { type: 'list'; path: string }
-  | { type: 'rec'; path: string }
-  | { type: 'folder'; path: string }
-  | { type: 'base64'; path: string }
-  | { type: 'auto'; path: string };
+export type { DatasetSpec };
 
 /** A labelled held-out dataset scored by classification accuracy at each validation. */
 export interface ValDatasetSpec {
