@@ -50,6 +50,7 @@ export * from './train/checkpoint.js';
 export * from './train/backbone-spec.js';
 export * from './train/validation.js';
 export * from './train/trainer.js';
+export * from './train/hooks/train-hook.js';
 export * from './train/entry.js';
 export * from './serve/checkpoint-centers.js';
 export * from './serve/export-checkpoint.js';
