@@ -355,7 +355,8 @@ export class Trainer {
   }
 
   /**
-   * Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. Fails when
+   * Runs until totalSteps (or maxStepsThisRun): the step loop, with logging, checkpoints, validation,
+   * the final model and the report as built-in hooks (src/train/hooks), then options.hooks. Fails when
    * no step finishes for config.stallTimeout seconds; a first SIGINT stops after the current step
    * with a checkpoint (result.interrupted), a second exits the process at once.
    */
@@ -496,7 +497,7 @@ export class Trainer {
       this.reportBadSamples(badSamples, epoch, progress);
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
       if (epochDone) {
-        const epochState: TrainEpochEndState = { epoch, step: this.step, last: this.step >= stopAt || interrupted };
+        const epochState: TrainEpochEndState = { epoch, step: this.step, last: this.step >= stopAt || interrupted || stoppedByHook };
         for (const hook of hooks) await hook.onEpochEnd?.(epochState);
       }
       if (stepsPerEpoch === 0) break;

@@ -129,6 +129,27 @@ test('a hook that requests a stop ends the run after that step with the final ch
   }
 });
 
+test('a stop at the last step of an epoch: the epoch end says last, and the final checkpoint is the only one of that step', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plsc-hooks-'));
+  try {
+    const recorder = new Recorder(dir);
+    const trainer = await Trainer.create(config(dir, { checkpointPeriod: 0 }));
+    let result;
+    try {
+      result = await trainer.train({ quiet: true, hooks: [recorder, { onStepEnd: (state) => void (state.step === 6 && state.requestStop('one epoch is enough')) }] });
+    } finally {
+      trainer.dispose();
+    }
+    assert.equal(result.finalStep, 6);
+    assert.equal(result.stoppedBy, 'one epoch is enough');
+    assert.deepEqual(recorder.epochs, [{ epoch: 0, step: 6, last: true }]);
+    assert.equal(recorder.ends[0]!.epoch, 1);
+    assert.equal(readMeta(result.lastCheckpoint as string).epoch, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('async hooks are awaited in order, and a hook that throws fails the run and frees the output directories', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'plsc-hooks-'));
   try {

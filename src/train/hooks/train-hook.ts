@@ -35,8 +35,8 @@ export interface TrainEpochEndState {
   /** Global steps completed. */
   readonly step: number;
   /**
-   * The run ends with this epoch because it reached its step limit or was interrupted: the final
-   * checkpoint and validation are left to onTrainEnd, which follows at once.
+   * True when the run reached its step limit with this epoch or SIGINT or a hook stopped it: the
+   * final checkpoint and validation are then left to onTrainEnd, which follows at once.
    */
   readonly last: boolean;
 }
