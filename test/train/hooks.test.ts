@@ -6,29 +6,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Trainer, resolveConfig, readMeta, type TrainConfig, type TrainEndState, type TrainEpochEndState, type TrainHook, type TrainStepState } from '../../src/index.js';
+import { Trainer, readMeta, type TrainConfig, type TrainEndState, type TrainEpochEndState, type TrainHook, type TrainStepState } from '../../src/index.js';
 import { linesOf, runPlsc } from '../distributed/helpers.js';
+import { tinyConfig } from '../faults/fixtures/tiny-run.js';
 
-const tinyBackbone = `${fileURLToPath(new URL('./fixtures/tiny-backbone.js', import.meta.url))}#createTinyBackbone`;
-
+/** 48 images in batches of 8: 6 steps per epoch; 8 steps with a one-epoch warm-up. */
 function config(dir: string, overrides: Partial<TrainConfig> = {}): TrainConfig {
-  return resolveConfig({
-    // 48 images in batches of 8: 6 steps per epoch.
-    dataset: { type: 'synthetic', numClasses: 12, imagesPerClass: 4, seed: 1 },
-    model: tinyBackbone,
-    imageSize: 16,
-    embSize: 8,
-    trainBatchSize: 8,
-    trainSteps: 8,
-    lr: 0.1,
-    warmupEpochs: 1,
-    scale: 16,
-    withTest: false,
-    logPeriod: 100,
-    checkpointDir: join(dir, 'checkpoints'),
-    modelSaveDir: join(dir, 'output'),
-    ...overrides,
-  });
+  return tinyConfig(dir, { trainSteps: 8, warmupEpochs: 1, ...overrides });
 }
 
 /** Records every call, and what the built-in hooks had written when it was called. */
