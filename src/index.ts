@@ -55,6 +55,7 @@ export * from './checkpoint/format.js';
 export * from './checkpoint/backbone-spec.js';
 export * from './eval/backbone-verification.js';
 export * from './train/trainer.js';
+export * from './train/hooks/train-hook.js';
 export * from './train/entry.js';
 export * from './checkpoint/centers.js';
 export * from './export/export-checkpoint.js';

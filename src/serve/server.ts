@@ -1,19 +1,22 @@
 // `plsc serve`: HTTP serving of an exported embedding model on Fastify + onnxruntime-node.
-// Routes: POST /v1/embed, /v1/verify, /v1/classify, the PLSC-compatible
-// /FaceClassifyService/inference, GET /healthz and /metrics. See docs/serve.md.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// createServer loads the model, builds the batchers and registers the plugins (src/serve/plugins):
+// metrics (GET /metrics), auth (bearer token), routes (POST /v1/embed, /v1/verify, /v1/classify,
+// the PLSC-compatible /FaceClassifyService/inference) and health (GET /healthz). See docs/serve.md.
 import { availableParallelism } from 'node:os';
 import { STATUS_CODES } from 'node:http';
 import sharp from 'sharp';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { DynamicBatcher, OverloadedError } from './batcher.js';
 import { loadClassCenters, type ClassCenters, type ClassMatch } from '../centers/centers.js';
 import { CenterSearchEngine } from '../centers/center-search.js';
-import { MetricsRegistry } from './metrics.js';
 import { EmbeddingModel, type EmbeddingModelInfo } from './model.js';
-import { BadInputError, DEFAULT_MAX_INPUT_PIXELS, PayloadTooLargeError, decodeBase64Image, decodeImageToTensor, readImageHeader, type ImageHeader } from './preprocess.js';
 import { FairDecodeQueue } from './decode-queue.js';
 import { parseJsonBody } from './json-body.js';
+import { ImagePipeline } from './image-pipeline.js';
+import { ServeMetrics, metricsPlugin } from './plugins/metrics.js';
+import { authPlugin } from './plugins/auth.js';
+import { routesPlugin } from './plugins/routes.js';
+import { healthPlugin } from './plugins/health.js';
 
 export interface ServeOptions {
   /** Path to the exported ONNX model ([N, 3, H, W] float32 -> [N, D]), or its bytes. */
@@ -90,40 +93,10 @@ export interface PlscServer {
   close(): Promise<void>;
 }
 
-interface EmbedBody {
-  images?: unknown;
-  normalize?: unknown;
-  k?: unknown;
-  base64_string?: unknown;
-}
-
-function l2Normalize(vector: Float32Array): Float32Array {
-  let sum = 0;
-  for (let i = 0; i < vector.length; i++) sum += vector[i]! * vector[i]!;
-  const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
-  return vector.map((value) => value * scale);
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let normA = 0;
-  let normB = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    normA += a[i]! * a[i]!;
-    normB += b[i]! * b[i]!;
-  }
-  return normA > 0 && normB > 0 ? dot / Math.sqrt(normA * normB) : 0;
-}
-
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
   const result = value ?? fallback;
   if (!Number.isInteger(result) || result < 1) throw new Error(`serve: ${name} must be a positive integer, got ${result}`);
   return result;
-}
-
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }
 
 /** Load the model (and centres) and build the HTTP app; call listen() to accept connections. */
@@ -144,7 +117,6 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   // sharp decodes on libuv's thread pool (4 threads by default); more decodes at once only queue there.
   const decodeQueue = new FairDecodeQueue(positiveInteger(options.decodeConcurrency, Math.min(availableParallelism(), 4), 'decodeConcurrency'));
   if (options.token !== undefined && options.token.length === 0) throw new Error('serve: token must not be empty');
-  const tokenDigest = options.token !== undefined ? digest(options.token) : undefined;
 
   const model = await EmbeddingModel.load(options.modelPath, {
     ...(options.intraOpThreads ? { intraOpThreads: options.intraOpThreads } : {}),
@@ -170,37 +142,18 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   const maxK = Math.min(positiveInteger(options.maxK, 100, 'maxK'), classes ?? Infinity);
   const geometry = { height: model.info.height, width: model.info.width, ...(options.maxInputPixels ? { maxInputPixels: options.maxInputPixels } : {}) };
 
-  const metrics = new MetricsRegistry();
-  const requestsTotal = metrics.counter('plsc_http_requests_total', 'HTTP requests by route, method and status code.', ['route', 'method', 'status']);
-  const requestSeconds = metrics.histogram(
-    'plsc_http_request_duration_seconds',
-    'HTTP request latency in seconds by route.',
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    ['route'],
-  );
-  const batchSize = metrics.histogram('plsc_batch_size', 'Images per model run.', [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
-  const inferenceSeconds = metrics.histogram('plsc_inference_duration_seconds', 'Model run time in seconds.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
-  const imagesTotal = metrics.counter('plsc_images_embedded_total', 'Images run through the model.');
-  const rejectedTotal = metrics.counter('plsc_overload_rejections_total', 'Requests refused with 503 because the queue was full.');
-
+  const decodeWaiting = (): number => decodeQueue.waiting;
+  const metrics = new ServeMetrics({ queueDepth: () => batcher.queueDepth, decodeWaiting });
   const batcher = new DynamicBatcher<Float32Array, Float32Array>((inputs) => model.embed(inputs), {
     maxBatch,
     maxWaitMs,
     maxQueue,
-    onBatch: (size, seconds) => {
-      batchSize.observe({}, size);
-      inferenceSeconds.observe({}, seconds);
-      imagesTotal.inc({}, size);
-    },
+    onBatch: (size, seconds) => metrics.recordModelRun(size, seconds),
   });
-  metrics.gauge('plsc_queue_depth', 'Images admitted and waiting for a model run.', () => batcher.queueDepth);
-  const decodedTotal = metrics.counter('plsc_images_decoded_total', 'Images decoded to model input.');
-  metrics.gauge('plsc_decode_waiting', 'Images of admitted requests waiting for a decode slot.', () => decodeQueue.waiting);
 
   // Concurrent /v1/classify requests share one pass over the class centres (reading C x D values
   // dominates a search of a few queries): queries queue like images, and one search with the
   // largest k of the batch answers them all (each keeps its own k best, best first).
-  const searchQueries = metrics.histogram('plsc_search_batch_size', 'Queries per pass over the class centres.', [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
   const searchEngine = search;
   const searchBatcher =
     searchEngine &&
@@ -210,10 +163,8 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
         const matches = await searchEngine.search(items.map((item) => item.query), widest);
         return matches.map((list, i) => list.slice(0, items[i]!.k));
       },
-      { maxBatch, maxWaitMs, maxQueue, onBatch: (size) => searchQueries.observe({}, size) },
+      { maxBatch, maxWaitMs, maxQueue, onBatch: (size) => metrics.recordSearchPass(size) },
     );
-  let inFlight = 0;
-  metrics.gauge('plsc_requests_in_flight', 'HTTP requests being handled.', () => inFlight);
 
   let draining = false;
   const app = Fastify({
@@ -237,33 +188,17 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   // Raw image bodies (one image per request) for /v1/embed and /v1/classify.
   app.addContentTypeParser(/^\s*(image\/[\w.+-]+|application\/octet-stream)\s*(;.*)?$/i, { parseAs: 'buffer', bodyLimit }, (_request, body, done) => done(null, body));
 
-  app.addHook('onRequest', async (request, reply) => {
-    inFlight += 1;
-    reply.raw.once('close', () => (inFlight -= 1));
-    if (!tokenDigest || request.url === '/healthz' || request.url.startsWith('/healthz?')) return;
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match || !timingSafeEqual(digest(match[1]!.trim()), tokenDigest)) {
-      reply.header('www-authenticate', 'Bearer');
-      return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: match ? 'invalid bearer token' : 'missing Authorization: Bearer <token> header' });
-    }
-  });
   // While draining, answer with Connection: close so keep-alive clients let go once their
   // in-flight request is done (otherwise close() would wait for their idle sockets).
   app.addHook('onSend', async (_request, reply, payload) => {
     if (draining) reply.header('connection', 'close');
     return payload;
   });
-  app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched';
-    requestsTotal.inc({ route, method: request.method, status: String(reply.statusCode) });
-    requestSeconds.observe({ route }, reply.elapsedTime / 1000);
-  });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     let status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     let message = error.message;
-    if (error instanceof OverloadedError) rejectedTotal.inc();
+    if (error instanceof OverloadedError) metrics.overloadRejections.inc();
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = `unsupported Content-Type '${request.headers['content-type'] ?? ''}': send application/json or an image/* body`;
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') message = `request body is larger than the limit of ${bodyLimit} bytes`;
     if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
@@ -278,125 +213,12 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
 
-  /** Images of a request: a raw image body, or base64 strings under `field` of a JSON object. */
-  function collectImages(request: FastifyRequest, field: 'images' | 'base64_string'): { images: Buffer[]; body: EmbedBody } {
-    const raw = request.body;
-    if (Buffer.isBuffer(raw)) return { images: [raw], body: {} };
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-      throw new BadInputError(`body must be a JSON object like {"${field}": ["<base64 image>", ...]}`);
-    }
-    const body = raw as EmbedBody;
-    let list = body[field];
-    if (field === 'base64_string' && typeof list === 'string') list = [list];
-    if (list === undefined) throw new BadInputError(`body is missing '${field}': an array of base64-encoded images`);
-    if (!Array.isArray(list)) throw new BadInputError(`'${field}' must be an array of base64-encoded images`);
-    if (list.length === 0) throw new BadInputError(`'${field}' is empty: send at least one image`);
-    if (list.length > maxImagesPerRequest) throw new BadInputError(`'${field}' has ${list.length} images; at most ${maxImagesPerRequest} per request`);
-    return { images: list.map((item, i) => decodeBase64Image(item, `${field}[${i}]`)), body };
-  }
-
-  function checkPixelBudget(headers: ImageHeader[], names: string[]): void {
-    const total = headers.reduce((sum, { width, height }) => sum + width * height, 0);
-    if (total <= maxRequestPixels) return;
-    let largest = 0;
-    headers.forEach(({ width, height }, i) => {
-      if (width * height > headers[largest]!.width * headers[largest]!.height) largest = i;
-    });
-    const { width, height } = headers[largest]!;
-    throw new PayloadTooLargeError(
-      `the request's ${headers.length} image${headers.length === 1 ? '' : 's'} hold ${total} pixels in all (largest ${names[largest]}: ${width}x${height}), ` +
-        `over the budget of ${maxRequestPixels} pixels per request; send fewer or smaller images`,
-    );
-  }
-
-  /** Check the pixel budget from the headers, decode (fairly across requests), queue and embed; returns raw embeddings in request order. */
-  async function embedAll(images: Buffer[], field: string, rawBody: boolean): Promise<Float32Array[]> {
-    const admission = batcher.admit(images.length);
-    const names = images.map((_, i) => (rawBody ? 'request body' : `${field}[${i}]`));
-    const decodes = decodeQueue.group();
-    let tensors: Float32Array[];
-    try {
-      const headers = await Promise.all(images.map((bytes, i) => readImageHeader(bytes, names[i]!, geometry.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS)));
-      checkPixelBudget(headers, names);
-      tensors = await Promise.all(
-        images.map((bytes, i) =>
-          decodes.run(async () => {
-            const tensor = await decodeImageToTensor(bytes, names[i]!, geometry);
-            decodedTotal.inc();
-            return tensor;
-          }),
-        ),
-      );
-    } catch (error) {
-      decodes.cancel(error instanceof Error ? error : new Error(String(error)));
-      admission.release();
-      throw error;
-    }
-    return admission.submit(tensors);
-  }
-
-  function booleanOption(value: unknown, name: string): boolean {
-    if (value === undefined) return false;
-    if (typeof value === 'boolean') return value;
-    if (value === 'true' || value === '1') return true;
-    if (value === 'false' || value === '0') return false;
-    throw new BadInputError(`'${name}' must be a boolean, got ${JSON.stringify(value)}`);
-  }
-
-  app.post('/v1/embed', async (request) => {
-    const { images, body } = collectImages(request, 'images');
-    const query = request.query as Record<string, unknown>;
-    const normalize = booleanOption(body.normalize ?? query.normalize, 'normalize');
-    const embeddings = await embedAll(images, 'images', Buffer.isBuffer(request.body));
-    return {
-      embeddings: embeddings.map((vector) => Array.from(normalize ? l2Normalize(vector) : vector)),
-      dim: model.info.embeddingDim,
-      normalized: normalize,
-    };
-  });
-
-  app.post('/v1/verify', async (request) => {
-    if (Buffer.isBuffer(request.body)) throw new BadInputError("verify needs two images: send JSON {\"images\": [\"<base64>\", \"<base64>\"]}");
-    const { images } = collectImages(request, 'images');
-    if (images.length !== 2) throw new BadInputError(`verify needs exactly 2 images, got ${images.length}`);
-    const [first, second] = await embedAll(images, 'images', false);
-    const similarity = cosine(first!, second!);
-    return { similarity, same: similarity >= threshold, threshold };
-  });
-
-  app.post('/v1/classify', async (request, reply) => {
-    if (!searchBatcher) {
-      return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'classification is disabled: start the server with class centres (--centers centers.safetensors)' });
-    }
-    const { images, body } = collectImages(request, 'images');
-    const query = request.query as Record<string, unknown>;
-    const kValue = body.k ?? (query.k !== undefined ? Number(query.k) : 5);
-    if (typeof kValue !== 'number' || !Number.isInteger(kValue) || kValue < 1 || kValue > maxK) {
-      throw new BadInputError(`'k' must be an integer in 1..${maxK}, got ${JSON.stringify(body.k ?? query.k)}`);
-    }
-    const embeddings = await embedAll(images, 'images', Buffer.isBuffer(request.body));
-    const matches: ClassMatch[][] = await searchBatcher.run(embeddings.map((query) => ({ query, k: kValue })));
-    return { k: kValue, results: matches.map((list) => list.map(({ index, score }) => ({ class: index, score }))) };
-  });
-
-  app.post('/FaceClassifyService/inference', async (request) => {
-    if (Buffer.isBuffer(request.body)) throw new BadInputError('send JSON {"base64_string": ["<base64>", ...]}');
-    const { images } = collectImages(request, 'base64_string');
-    const embeddings = await embedAll(images, 'base64_string', false);
-    return { instance: embeddings.map((vector) => ({ embedding: Array.from(vector) })) };
-  });
-
-  app.get('/healthz', async (_request, reply) => {
-    const body = {
-      status: draining ? 'draining' : 'ok',
-      model: { input: [3, model.info.height, model.info.width], embeddingDim: model.info.embeddingDim },
-      classes,
-      queueDepth: batcher.queueDepth,
-    };
-    return reply.code(draining ? 503 : 200).send(body);
-  });
-
-  app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
+  // Metrics first: its onRequest hook counts a request in flight before auth may refuse it.
+  await app.register(metricsPlugin, { metrics });
+  if (options.token !== undefined) await app.register(authPlugin, { token: options.token });
+  const pipeline = new ImagePipeline(batcher, decodeQueue, { geometry, maxRequestPixels, decoded: metrics.imagesDecoded });
+  await app.register(routesPlugin, { pipeline, search: searchBatcher ?? null, embeddingDim: model.info.embeddingDim, threshold, maxImagesPerRequest, maxK });
+  await app.register(healthPlugin, { model: model.info, classes, queueDepth: () => batcher.queueDepth, draining: () => draining });
 
   const info: ServerInfo = { model: model.info, classes, threshold, maxBatch, maxWaitMs, maxQueue, maxImagesPerRequest, maxK, maxRequestPixels, decodeConcurrency: decodeQueue.concurrency };
   let closing: Promise<void> | undefined;
@@ -407,9 +229,7 @@ export async function createServer(options: ServeOptions): Promise<PlscServer> {
       return batcher.queueDepth;
     },
     stats() {
-      const { count, sum } = batchSize.snapshot();
-      const searches = searchQueries.snapshot();
-      return { batches: count, images: sum, searchPasses: searches.count, searchQueries: searches.sum, imagesDecoded: decodedTotal.get() };
+      return metrics.totals();
     },
     async listen() {
       return app.listen({ host, port });

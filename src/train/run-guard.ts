@@ -25,18 +25,19 @@ export class RunGuard {
   }
 
   /**
-   * Whether the run should stop now because some rank received SIGINT. Distributed, every rank must
-   * call it after the same step: it is a one-element allReduce(max).
+   * Whether the run should stop now, and why: 'interrupt' when some rank received SIGINT, else 'hook'
+   * when a training hook on some rank asked to stop (`hookStop` is this rank's request), else null.
+   * Distributed, every rank must call it after the same step: it is a two-element allReduce(max).
    */
-  stopRequested(): boolean {
-    const local = this.interrupt.requested;
-    if (this.group.worldSize === 1) return local;
-    const flag = F.tensor([local ? 1 : 0]);
+  stopRequested(hookStop = false): 'interrupt' | 'hook' | null {
+    const local = [this.interrupt.requested ? 1 : 0, hookStop ? 1 : 0];
+    if (this.group.worldSize === 1) return stopReason(local);
+    const flags = F.tensor(local);
     try {
-      this.group.allReduce(flag, 'max').wait();
-      return flag.item() > 0;
+      this.group.allReduce(flags, 'max').wait();
+      return stopReason(Array.from(flags.dataSync() as Float32Array));
     } finally {
-      flag.dispose();
+      flags.dispose();
     }
   }
 
@@ -44,4 +45,9 @@ export class RunGuard {
     this.watchdog?.stop();
     this.interrupt.release();
   }
+}
+
+function stopReason([interrupt, hook]: number[]): 'interrupt' | 'hook' | null {
+  if (interrupt! > 0) return 'interrupt';
+  return hook! > 0 ? 'hook' : null;
 }

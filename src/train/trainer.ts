@@ -1,6 +1,6 @@
 // The training loop of one worker: data-parallel backbone + model-parallel head, SGD, lr schedule,
 // periodic validation, checkpoints that resume exactly and re-shard, progress and metrics.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
@@ -11,7 +11,7 @@ import { SGD } from '../torch/optim/sgd.js';
 import { clipGradNorm } from '../torch/optim/clip-grad.js';
 import { lrAt, type LrSchedule } from '../torch/optim/lr-scheduler.js';
 import { packOptimizerState, unpackOptimizerState } from '../torch/optim/checkpoint.js';
-import { readSafetensorsMetadata, saveSafetensors } from '../torch/safetensors.js';
+import { readSafetensorsMetadata } from '../torch/safetensors.js';
 import { ProcessGroup, initProcessGroup, isProcessGroupInitialized, getProcessGroup } from '../distributed/process-group.js';
 import { readDistributedEnv } from '../distributed/env.js';
 import { DataParallel } from '../distributed/data-parallel.js';
@@ -29,12 +29,10 @@ import { classStorageOf } from '../config/class-storage.js';
 import { BadSampleMonitor, formatEpochCount } from './bad-samples.js';
 import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpointDataInfo } from './dataset-checks.js';
 import { ProgressReporter, type ProgressStream } from './progress.js';
-import { writeTrainingReport } from './report.js';
 import { validateBackboneOnTargets, type TargetResult } from '../eval/backbone-verification.js';
 import { claimOutputDirectories } from './output-claim.js';
 import type { DirectoryLock } from './checkpoint-lock.js';
 import { loadVerifiedCheckpointFile } from '../checkpoint/integrity.js';
-import { withDiskErrors } from './disk.js';
 import { collapsedEmbeddingsWarning } from '../eval/collapse.js';
 import { RunGuard } from './run-guard.js';
 import { classifyValDataset, openValDataset, type ClassificationTargetResult } from './classification-validation.js';
@@ -42,6 +40,12 @@ import { datasetStats, formatRunPlan } from './run-summary.js';
 import { ThroughputMeter } from './throughput.js';
 import { STEPS_BEFORE_ESTIMATE, TimeBudget } from './time-budget.js';
 import { parseDuration } from '../config/duration.js';
+import type { TrainEndState, TrainEpochEndState, TrainHook, TrainStepState } from './hooks/train-hook.js';
+import { ProgressLogger } from './hooks/progress-logger.js';
+import { CheckpointSaver } from './hooks/checkpoint-saver.js';
+import { PeriodicValidation } from './hooks/periodic-validation.js';
+import { FinalModelWriter } from './hooks/final-model.js';
+import { RunReport } from './hooks/run-report.js';
 
 export interface PhaseTimes {
   data: number;
@@ -73,6 +77,8 @@ export interface TrainResult {
   badSamples: { skipped: number; first: BadSampleReport[] };
   /** Stopped early by SIGINT: a checkpoint of the last step was saved, the final model was not. */
   interrupted: boolean;
+  /** The reason a training hook gave when it stopped the run (TrainStepState.requestStop), else null. */
+  stoppedBy: string | null;
 }
 
 export interface TrainOptions {
@@ -90,6 +96,8 @@ export interface TrainOptions {
   logStream?: ProgressStream;
   /** Monotonic milliseconds for the trainTime budget (tests drive time with it). Default performance.now. */
   clock?: () => number;
+  /** Callbacks run after the built-in ones (progress, checkpoints, validation, final model, report) at every step, epoch end and the end. */
+  hooks?: readonly TrainHook[];
 }
 
 async function joinGroup(options: TrainOptions): Promise<ProcessGroup> {
@@ -320,7 +328,8 @@ export class Trainer {
   }
 
   /**
-   * Runs until totalSteps (or maxStepsThisRun) with logging, validation and checkpoints. Fails when
+   * Runs until totalSteps (or maxStepsThisRun): the step loop, with logging, checkpoints, validation,
+   * the final model and the report as built-in hooks (src/train/hooks), then options.hooks. Fails when
    * no step finishes for config.stallTimeout seconds; a first SIGINT stops after the current step
    * with a checkpoint (result.interrupted), a second exits the process at once.
    */
@@ -357,12 +366,10 @@ export class Trainer {
         ? new ProgressReporter({ totalSteps: this.totalSteps, startStep: this.step, logPeriod: config.logPeriod, ...(metricsPath ? { metricsPath } : {}), ...(options.quiet ? { stream: nullStream() } : options.logStream ? { stream: options.logStream } : {}) })
         : null;
     if (rank === 0 && !options.quiet) for (const line of this.runPlan(budget)) progress?.log(line);
+    const builtIn = this.builtInHooks(options, progress, metricsPath);
+    const hooks: TrainHook[] = [...builtIn.list, ...(options.hooks ?? [])];
     const losses: number[] = [];
     const totals: PhaseTimes = { data: 0, forward: 0, head: 0, backward: 0, comm: 0, optimizer: 0 };
-    let lastCheckpoint: string | null = null;
-    let validation: TargetResult[] = [];
-    let classification: ClassificationTargetResult[] = [];
-    let lastValidationStep = -1;
     const meter = new ThroughputMeter();
     const clock = options.clock ?? (() => performance.now());
     const stepsAtStart = this.step;
@@ -372,11 +379,6 @@ export class Trainer {
     let imagesSeen = 0;
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);
-    const shouldValidate = (): boolean => config.withTest && (config.valTargets.length > 0 || config.valDatasets.length > 0);
-    const runValidation = async (): Promise<void> => {
-      ({ targets: validation, classification } = await this.validate(progress));
-      lastValidationStep = this.step;
-    };
     const warn = (line: string): void => {
       if (options.quiet) return;
       if (progress !== null) progress.log(line);
@@ -392,8 +394,11 @@ export class Trainer {
     });
     this.badSampleMonitor = badSamples;
     let interrupted = false;
+    // This worker's hooks' stop request, and whether the workers agreed to stop on one.
+    let stopReason: string | null = null;
+    let stoppedByHook = false;
 
-    while (this.step < stopAt && !budgetSpent && !interrupted) {
+    while (this.step < stopAt && !budgetSpent && !interrupted && !stoppedByHook) {
       const epoch = this.loader.state.epoch;
       let dataStart = performance.now();
       let clockAtData = clock();
@@ -427,23 +432,36 @@ export class Trainer {
             }
           }
         }
-        progress?.update({
+        const stepState: TrainStepState = {
           step: this.step,
           epoch,
           loss,
           lr: this.lrAt(this.step - 1),
-          imagesPerSecond: meter.steps > 0 ? meter.imagesPerSecond : (batch.labels.length * this.group.worldSize * 1000) / Math.max(stepMs + dataMs, 1e-3),
           accuracy,
-        });
-        const periodic = (period: number): boolean => period > 0 && this.step % period === 0;
-        if (!options.noCheckpoints && periodic(config.checkpointPeriod)) lastCheckpoint = this.saveCheckpoint(epoch);
-        if (shouldValidate() && periodic(config.testPeriod)) await runValidation();
+          imagesPerSecond: meter.steps > 0 ? meter.imagesPerSecond : (batch.labels.length * this.group.worldSize * 1000) / Math.max(stepMs + dataMs, 1e-3),
+          totalSteps: this.totalSteps,
+          rank,
+          worldSize: this.group.worldSize,
+          requestStop: (reason: string) => {
+            stopReason ??= reason;
+          },
+        };
+        for (const hook of hooks) await hook.onStepEnd?.(stepState);
         guard.progress(this.step);
         // (Every rank has the same step, stopAt and budget decision, so all of them take part in stopRequested.)
-        if (this.step < stopAt && !budgetSpent && guard.stopRequested()) {
-          interrupted = true;
-          progress?.log(`interrupted: stopping after step ${this.step}`);
-          break;
+        if (this.step < stopAt && !budgetSpent) {
+          const stop = guard.stopRequested(stopReason !== null);
+          if (stop === 'interrupt') {
+            interrupted = true;
+            progress?.log(`interrupted: stopping after step ${this.step}`);
+            break;
+          }
+          if (stop === 'hook') {
+            stoppedByHook = true;
+            stopReason ??= 'a training hook on another worker asked to stop';
+            progress?.log(`stopping after step ${this.step}: ${stopReason}`);
+            break;
+          }
         }
         if (this.step >= stopAt || budgetSpent) break;
         dataStart = performance.now();
@@ -451,37 +469,24 @@ export class Trainer {
       }
       this.reportBadSamples(badSamples, epoch, progress);
       const epochDone = this.loader.state.epoch > epoch || this.step >= this.totalSteps;
-      if (epochDone && this.step < stopAt && !interrupted) {
-        if (!options.noCheckpoints && config.checkpointPeriod === 0) lastCheckpoint = this.saveCheckpoint(epoch);
-        if (shouldValidate() && config.testPeriod === 0) await runValidation();
+      if (epochDone) {
+        const epochState: TrainEpochEndState = { epoch, step: this.step, last: this.step >= stopAt || interrupted || stoppedByHook };
+        for (const hook of hooks) await hook.onEpochEnd?.(epochState);
       }
       if (stepsPerEpoch === 0) break;
     }
-    const finalEpoch = this.loader.state.epoch;
-    if (!options.noCheckpoints && (lastCheckpoint === null || !lastCheckpoint.endsWith(String(this.step).padStart(8, '0')))) {
-      lastCheckpoint = this.saveCheckpoint(finalEpoch);
+    const endState: TrainEndState = {
+      step: this.step,
+      epoch: this.loader.state.epoch,
+      interrupted,
+      finished: this.step >= this.totalSteps || budgetSpent || stoppedByHook,
+      stoppedBy: stoppedByHook ? stopReason : null,
+    };
+    for (const hook of hooks) {
+      await hook.onTrainEnd?.(endState);
+      guard.progress(this.step);
     }
-    // The final model is always validated (unless the last periodic validation was at this very step).
-    const finishedTraining = this.step >= this.totalSteps || budgetSpent;
-    if (finishedTraining && shouldValidate() && lastValidationStep !== this.step) await runValidation();
     const elapsed = (performance.now() - started) / 1000;
-    let modelPath: string | null = null;
-    let reportPath: string | null = null;
-    guard.progress(this.step);
-    if (rank === 0) {
-      mkdirSync(outputDir, { recursive: true });
-      if (!interrupted) modelPath = join(outputDir, 'backbone.safetensors');
-      if (modelPath !== null) {
-        const path = modelPath;
-        tidy(() =>
-          withDiskErrors(path, 'write the trained model', () =>
-            saveSafetensors(path, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
-          ),
-        );
-      }
-      progress?.finish();
-      if (metricsPath && existsSync(metricsPath)) reportPath = await writeTrainingReport(metricsPath, join(outputDir, 'training-report.html'));
-    }
     const stepsRun = losses.length;
     const mean = (v: number): number => (stepsRun === 0 ? 0 : v / stepsRun);
     return {
@@ -490,12 +495,12 @@ export class Trainer {
       stepsRun,
       finalStep: this.step,
       losses,
-      lastCheckpoint,
-      modelPath,
+      lastCheckpoint: builtIn.checkpoints?.lastCheckpoint ?? null,
+      modelPath: builtIn.model?.modelPath ?? null,
       metricsPath,
-      reportPath,
-      validation,
-      classification,
+      reportPath: builtIn.report?.reportPath ?? null,
+      validation: builtIn.validation?.latest.targets ?? [],
+      classification: builtIn.validation?.latest.classification ?? [],
       imagesPerSecond: elapsed > 0 ? imagesSeen / elapsed : 0,
       phases: {
         data: mean(totals.data),
@@ -507,7 +512,25 @@ export class Trainer {
       },
       badSamples: badSamples.totals,
       interrupted,
+      stoppedBy: endState.stoppedBy,
     };
+  }
+
+  /**
+   * The built-in hooks in the order they run: progress (rank 0), checkpoints and validation (every
+   * rank: both are collective), then the final model and the run report (rank 0).
+   */
+  private builtInHooks(options: TrainOptions, progress: ProgressReporter | null, metricsPath: string | null) {
+    const config = this.config;
+    const progressLogger = progress === null ? null : new ProgressLogger(progress);
+    const checkpoints = options.noCheckpoints ? null : new CheckpointSaver(config.checkpointPeriod, (epoch) => this.saveCheckpoint(epoch));
+    const validates = config.withTest && (config.valTargets.length > 0 || config.valDatasets.length > 0);
+    const validation = validates ? new PeriodicValidation(config.testPeriod, () => this.validate(progress)) : null;
+    const model = this.group.rank === 0 ? new FinalModelWriter(config.modelSaveDir, this.backbone, { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }) : null;
+    const report = progress === null ? null : new RunReport(progress, metricsPath, config.modelSaveDir);
+    const list: TrainHook[] = [];
+    for (const hook of [progressLogger, checkpoints, validation, model, report]) if (hook !== null) list.push(hook);
+    return { list, checkpoints, validation, model, report };
   }
 
   /** The epoch's bad-sample count summed over the workers (every rank calls this), logged and recorded by rank 0. */
