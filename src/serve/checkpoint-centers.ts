@@ -2,17 +2,17 @@
 // bfloat16 or float16 class storage) are read from the shard file a chunk at a time (each shard
 // verified against the digest meta.json records), widened to float32, L2-normalized on libtorch
 // and either handed out block by block (plsc eval --classify) or appended to one safetensors file
-// (tensor `centers` [C, D], F32 or F16, classes in global order). The header is written first
+// through CentersWriter (tensor `centers` [C, D], F32 or F16, classes in global order). The header is written first
 // because C and D are known from meta.json, so memory stays at one chunk whatever the class count.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { safetensorsElementBytes, type SafetensorsDType } from '../torch/safetensors.js';
-import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
+import { SafetensorsRowReader } from '../torch/safetensors-stream.js';
 import type { Tensor } from '../torch/tensor.js';
 import { shardLayout } from '../head/shard-layout.js';
+import { CentersWriter, normalizedCenterRows } from '../models/export-centers.js';
 import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
 import { assertFiniteTensor, verifyCheckpointFile } from '../train/checkpoint-integrity.js';
 
@@ -64,8 +64,11 @@ function chunkRowsOption(embeddingSize: number, chunkRows: number | undefined): 
   return rows;
 }
 
-/** The normalized float32 blocks of the class centres; each block is disposed once the consumer moves on. */
-function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, chunkRows: number): Generator<{ first: number; count: number; block: Tensor; shard: number }> {
+/**
+ * The float32 blocks of the class centres as stored (not normalized; a float32 block views the
+ * staging buffer); each block is disposed once the consumer moves on.
+ */
+function* storedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, chunkRows: number): Generator<{ first: number; count: number; block: Tensor; shard: number }> {
   const { numClasses, embeddingSize, worldSize } = meta;
   // One staging buffer for the raw rows of every chunk: a bfloat16 or float16 shard is widened to
   // float32 a chunk at a time only.
@@ -94,7 +97,7 @@ function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, ch
             const raw = reader.readRows('weight', local, count, staging);
             const values = raw.dtype === 'float32' ? raw : raw.to('float32');
             assertFiniteTensor(file, `weight (rows ${local} to ${local + count - 1})`, values);
-            return F.normalize(values, 2, 1);
+            return values;
           }),
         );
         try {
@@ -119,8 +122,13 @@ function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, ch
  */
 export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMeta, options: { chunkRows?: number } = {}): Generator<CheckpointCenterRows> {
   checkCenterMeta(checkpointDir, meta);
-  for (const { first, count, block, shard } of normalizedCenterBlocks(checkpointDir, meta, chunkRowsOption(meta.embeddingSize, options.chunkRows))) {
-    yield { first, count, rows: block.dataSync() as Float32Array, shard };
+  for (const { first, count, block, shard } of storedCenterBlocks(checkpointDir, meta, chunkRowsOption(meta.embeddingSize, options.chunkRows))) {
+    const normalized = normalizedCenterRows(block);
+    try {
+      yield { first, count, rows: normalized.dataSync() as Float32Array, shard };
+    } finally {
+      normalized.dispose();
+    }
   }
 }
 
@@ -133,21 +141,13 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
   checkCenterMeta(checkpointDir, meta);
   const { numClasses, embeddingSize, worldSize } = meta;
   const chunkRows = chunkRowsOption(embeddingSize, options.chunkRows);
-  const fp16 = options.fp16 ?? false;
-  const metadata = {
-    num_classes: String(numClasses),
-    embedding_size: String(embeddingSize),
-    normalized: 'l2',
-    ...(Number.isInteger(meta.step) ? { step: String(meta.step) } : {}),
-    ...(options.metadata ?? {}),
-  };
-  const dtype = fp16 ? 'float16' : 'float32';
+  const metadata = { ...(Number.isInteger(meta.step) ? { step: String(meta.step) } : {}), ...(options.metadata ?? {}) };
   mkdirSync(dirname(outPath), { recursive: true });
-  const writer = new SafetensorsStreamWriter(outPath, [{ name: 'centers', dtype, shape: [numClasses, embeddingSize] }], metadata);
+  const writer = new CentersWriter(outPath, numClasses, embeddingSize, { fp16: options.fp16 ?? false, metadata });
   const shardRows = new Array<number>(worldSize).fill(0);
   try {
-    for (const { count, block, shard } of normalizedCenterBlocks(checkpointDir, meta, chunkRows)) {
-      writer.append('centers', block);
+    for (const { count, block, shard } of storedCenterBlocks(checkpointDir, meta, chunkRows)) {
+      writer.append(block);
       shardRows[shard]! += count;
     }
     writer.finish();
@@ -156,5 +156,5 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
     throw error;
   }
   const bytes = statSync(outPath).size;
-  return { path: outPath, numClasses, embeddingSize, dtype, bytes, shardRows };
+  return { path: outPath, numClasses, embeddingSize, dtype: writer.dtype, bytes, shardRows };
 }
