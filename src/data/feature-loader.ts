@@ -13,6 +13,7 @@ import {
   type ShardedSamplerOptions,
 } from './sampler.js';
 import { gatherFeatures, type FeatureBatch, type FeatureSource } from './synthetic.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface FeatureLoaderOptions extends ShardedSamplerOptions {
   batchSize: number;
@@ -32,10 +33,7 @@ export class FeatureLoader implements AsyncIterable<FeatureBatch & { epoch: numb
   constructor(source: FeatureSource, options: FeatureLoaderOptions) {
     this.source = source;
     this.sampler = new ShardedSampler(source.length, options);
-    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
-      throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
-    }
-    this.batchSize = options.batchSize;
+    this.batchSize = positiveInteger(options.batchSize, 'batchSize');
     this.dropLastBatch = options.dropLastBatch ?? false;
     if (options.state !== undefined) this.setState(options.state);
   }

@@ -17,6 +17,7 @@ import {
   type ShardedSamplerOptions,
 } from './sampler.js';
 import { BadSampleError, toBadSampleError, type SampleSource } from './source.js';
+import { nonNegativeInteger, positiveInteger } from '../util/validate.js';
 
 export interface ImageBatch {
   /** N*3*H*W bytes, NCHW, channels R, G, B. */
@@ -100,19 +101,16 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
     this.source = source;
     this.options = options;
     this.sampler = new ShardedSampler(source.length, options);
-    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
-      throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
-    }
-    this.batchSize = options.batchSize;
+    this.batchSize = positiveInteger(options.batchSize, 'batchSize');
     const size = options.imageSize ?? DEFAULT_IMAGE_SIZE;
     [this.height, this.width] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
     if (!Number.isInteger(this.height) || !Number.isInteger(this.width) || this.height <= 0 || this.width <= 0) {
       throw new RangeError(`imageSize must be positive integers, got ${String(size)}`);
     }
     this.prefetch = options.prefetchBatches ?? 2;
-    if (!Number.isInteger(this.prefetch) || this.prefetch < 0) throw new RangeError(`prefetchBatches must be a non-negative integer`);
+    nonNegativeInteger(this.prefetch, 'prefetchBatches');
     const concurrency = options.concurrency ?? Math.max(2, availableParallelism());
-    if (!Number.isInteger(concurrency) || concurrency <= 0) throw new RangeError(`concurrency must be a positive integer`);
+    positiveInteger(concurrency, 'concurrency');
     this.limiter = new Limiter(concurrency);
     if (options.onBadSample !== undefined && options.onBadSample !== 'skip' && options.onBadSample !== 'error') {
       throw new RangeError(`onBadSample must be 'skip' or 'error'`);

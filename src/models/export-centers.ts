@@ -8,6 +8,7 @@ import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface ExportCentersOptions extends CentersWriterOptions {
   /** Rows normalized and written at a time (default: about 4 MiB of float32 rows). */
@@ -115,7 +116,7 @@ export function exportCenters(path: string, weightShards: readonly Tensor[] | Te
   if (numClasses === 0) throw new Error(`exportCenters ${path}: the shards hold no classes`);
   if (embeddingSize < 1) throw new Error(`exportCenters ${path}: embedding dimension is 0`);
   const tileRows = options.tileRows ?? Math.max(1, Math.floor(TILE_BYTES / (embeddingSize * 4)));
-  if (!Number.isInteger(tileRows) || tileRows < 1) throw new Error(`exportCenters ${path}: tileRows must be a positive integer, got ${tileRows}`);
+  positiveInteger(tileRows, `exportCenters ${path}: tileRows`);
   const writer = new CentersWriter(path, numClasses, embeddingSize, options);
   try {
     // A tile of rows at a time is widened to float32 and normalized: a bfloat16 or float16 shard is

@@ -16,6 +16,7 @@ import { Flatten } from '../torch/nn/shape.js';
 import { Sequential } from '../torch/nn/sequential.js';
 import { kaimingNormal_ } from '../torch/nn/init.js';
 import { halve, imageSize, type Backbone } from './backbone.js';
+import { positiveInteger } from '../util/validate.js';
 
 type Pair = readonly [number, number];
 
@@ -169,13 +170,13 @@ export class MobileFaceNet extends Module implements Backbone {
   constructor(options: MobileFaceNetOptions = {}) {
     super();
     const embeddingSize = options.embeddingSize ?? 512;
-    if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`MobileFaceNet: embeddingSize must be a positive integer, got ${embeddingSize}`);
+    positiveInteger(embeddingSize, 'MobileFaceNet: embeddingSize');
     const blocks = options.blocks ?? [1, 4, 6, 2];
     if (!Array.isArray(blocks) || blocks.length !== 4 || !blocks.every((n) => Number.isInteger(n) && n >= 1)) {
       throw new Error(`MobileFaceNet: blocks must be four positive integers, got ${JSON.stringify(blocks)}`);
     }
     const scale = options.scale ?? 2;
-    if (!Number.isInteger(scale) || scale < 1) throw new Error(`MobileFaceNet: scale must be a positive integer, got ${scale}`);
+    positiveInteger(scale, 'MobileFaceNet: scale');
     const stemStride = options.stemStride ?? 2;
     if (stemStride !== 1 && stemStride !== 2) throw new Error(`MobileFaceNet: stemStride must be 1 or 2, got ${String(stemStride)}`);
     const [height, width] = imageSize(options.inputSize ?? 112, 'MobileFaceNet');

@@ -4,6 +4,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { decodeSafetensorsHeader, safetensorsHeaderLength } from '../torch/safetensors-header.js';
 import { halfToFloat32 } from './float16.js';
+import { integerInRange } from '../util/validate.js';
 
 export interface ClassCenters {
   /** Number of classes C. */
@@ -162,7 +163,7 @@ export interface TopKScanOptions {
  */
 export function topKCosineScan(centers: ClassCenters, queries: readonly Float32Array[], k: number, options: TopKScanOptions = {}): ClassMatch[][] {
   const { count, dim } = centers;
-  if (!Number.isInteger(k) || k < 1 || k > count) throw new Error(`k must be an integer in 1..${count}, got ${k}`);
+  integerInRange(k, 'k', 1, count);
   const chunkRows = options.chunkRows ?? 4096;
   const normalized = queries.map((query, q) => {
     if (query.length !== dim) throw new Error(`query ${q} has ${query.length} values, centres have dim ${dim}`);

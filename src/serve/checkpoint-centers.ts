@@ -15,6 +15,7 @@ import { shardLayout } from '../head/shard-layout.js';
 import { CentersWriter, normalizedCenterRows } from '../models/export-centers.js';
 import { shardFileName, type CheckpointMeta } from '../train/checkpoint.js';
 import { assertFiniteTensor, verifyCheckpointFile } from '../train/checkpoint-integrity.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface CheckpointCentersOptions {
   /** Store float16 (rows are normalized in float32 first). Default false: float32. */
@@ -53,15 +54,14 @@ const DEFAULT_CHUNK_BYTES = 4 << 20;
 function checkCenterMeta(checkpointDir: string, meta: CheckpointMeta): void {
   const { numClasses, embeddingSize, worldSize } = meta;
   const metaFile = join(checkpointDir, 'meta.json');
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`${metaFile}: numClasses must be a positive integer, got ${String(numClasses)}`);
-  if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`${metaFile}: embeddingSize must be a positive integer, got ${String(embeddingSize)}`);
+  positiveInteger(numClasses, `${metaFile}: numClasses`);
+  positiveInteger(embeddingSize, `${metaFile}: embeddingSize`);
   if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > numClasses) throw new Error(`${metaFile}: worldSize ${String(worldSize)} does not split ${numClasses} classes`);
 }
 
 function chunkRowsOption(embeddingSize: number, chunkRows: number | undefined): number {
   const rows = chunkRows ?? Math.max(1, Math.floor(DEFAULT_CHUNK_BYTES / (embeddingSize * 4)));
-  if (!Number.isInteger(rows) || rows < 1) throw new Error(`checkpoint centres: chunkRows must be a positive integer, got ${rows}`);
-  return rows;
+  return positiveInteger(rows, 'checkpoint centres: chunkRows');
 }
 
 /**
