@@ -16,7 +16,7 @@ import { ProcessGroup, initProcessGroup, isProcessGroupInitialized, getProcessGr
 import { readDistributedEnv } from '../distributed/env.js';
 import { DataParallel } from '../distributed/data-parallel.js';
 import { PartialFC } from '../head/partial-fc.js';
-import { marginForLossType } from '../head/margin.js';
+import { headSettings } from './config-adapter.js';
 import { DataLoader, type BadSampleReport, type ImageBatch } from '../data/loader.js';
 import { SyntheticFaces } from '../data/synthetic.js';
 import { openDataset } from '../data/convert.js';
@@ -174,28 +174,29 @@ export class Trainer {
     this.group = group;
     this.source = source;
     this.backbone = backbone;
-    checkLabelsFitClassNum(source, config.classNum);
+    const head = headSettings(config);
+    checkLabelsFitClassNum(source, head.numClasses);
     checkStepsPerEpoch(source, config.dataset, config.trainBatchSize, group.worldSize);
     this.dataInfo = checkpointDataInfo(source, config.imageSize);
-    const { margin, sharded } = marginForLossType(config.lossType, { scale: config.scale, ...(config.margins ? { margins: config.margins } : {}) });
+    const sharded = head.sharded;
     this.sharded = sharded;
     this.derived = derivedSchedule(config, group.worldSize, source.length);
     this.plannedSteps = this.derived.totalSteps;
     this.schedule = scheduleOf(config, this.derived);
     this.head = new PartialFC({
-      embeddingSize: config.embSize,
-      numClasses: config.classNum,
-      sampleRate: config.sampleRatio,
-      margin,
+      embeddingSize: head.embeddingSize,
+      numClasses: head.numClasses,
+      sampleRate: head.sampleRate,
+      margin: head.margin,
       // dist_*: one class shard per worker. Otherwise every worker holds all classes and the head
       // is data parallel like the backbone.
       group: sharded ? group : ProcessGroup.local(),
-      seed: config.seed,
-      ...(config.headChunkSize ? { chunkSize: config.headChunkSize } : {}),
+      seed: head.seed,
+      ...(head.chunkSize ? { chunkSize: head.chunkSize } : {}),
       update: sharded ? 'fused' : 'dense',
       ...(sharded ? { fusedSgd: { lr: this.schedule.baseLr, momentum: config.momentum, weightDecay: config.weightDecay } } : {}),
-      computeAccuracy: config.calcAcc,
-      classStorage: config.classStorage,
+      computeAccuracy: head.computeAccuracy,
+      classStorage: head.classStorage,
     });
     const replicated = sharded ? backbone.parameters() : [...backbone.parameters(), ...this.head.parameters()];
     this.dataParallel = group.worldSize > 1 ? new DataParallel(replicated, { group }) : null;
@@ -260,8 +261,8 @@ export class Trainer {
   /** Restores everything a step depends on; the FC shards are re-split if the world size changed. */
   resumeFrom(dir: string): CheckpointMeta {
     const meta = readMeta(dir);
-    if (meta.numClasses !== this.config.classNum || meta.embeddingSize !== this.config.embSize) {
-      throw new Error(`resume: checkpoint ${dir} has ${meta.numClasses} classes x ${meta.embeddingSize}, the config ${this.config.classNum} x ${this.config.embSize}`);
+    if (meta.numClasses !== this.head.numClasses || meta.embeddingSize !== this.head.embeddingSize) {
+      throw new Error(`resume: checkpoint ${dir} has ${meta.numClasses} classes x ${meta.embeddingSize}, the config ${this.head.numClasses} x ${this.head.embeddingSize}`);
     }
     checkResumeData(dir, meta, this.dataInfo);
     tidy(() => {
@@ -291,8 +292,8 @@ export class Trainer {
         rank,
         shardCount: this.sharded ? this.group.worldSize : 1,
         meta: {
-          numClasses: this.config.classNum,
-          embeddingSize: this.config.embSize,
+          numClasses: this.head.numClasses,
+          embeddingSize: this.head.embeddingSize,
           step: this.step,
           epoch,
           dataOrder: this.loader.state,
@@ -502,7 +503,7 @@ export class Trainer {
         const path = modelPath;
         tidy(() =>
           withDiskErrors(path, 'write the trained model', () =>
-            saveSafetensors(path, this.backbone.stateDict(), { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }),
+            saveSafetensors(path, this.backbone.stateDict(), { model: config.model, embeddingSize: String(this.head.embeddingSize), imageSize: String(config.imageSize) }),
           ),
         );
       }
@@ -574,7 +575,7 @@ export class Trainer {
     for (const spec of this.config.valDatasets) {
       const source = await openValDataset(spec, (path) => openTrainingData({ type: 'auto', path }, this.config.imageSize));
       try {
-        const centers = { weight: this.head.weight, firstClass: this.sharded ? layout.classOffset : 0, classes: this.config.classNum };
+        const centers = { weight: this.head.weight, firstClass: this.sharded ? layout.classOffset : 0, classes: this.head.numClasses };
         classification.push(await classifyValDataset(this.backbone, source, spec, centers, this.sharded ? this.group : ProcessGroup.local(), { batchSize: this.config.testBatchSize }));
       } finally {
         await source.close?.();
@@ -603,7 +604,7 @@ export class Trainer {
       lossType: this.config.lossType,
       datasetName: spec.type === 'synthetic' ? `synthetic ${spec.numClasses} x ${spec.imagesPerClass}` : spec.path,
       dataset: datasetStats(this.source),
-      headClasses: this.config.classNum,
+      headClasses: this.head.numClasses,
       workers: this.group.worldSize,
       batchPerWorker: this.config.trainBatchSize,
       globalBatch: this.globalBatch,
@@ -617,7 +618,7 @@ export class Trainer {
       headShards: this.sharded ? this.group.worldSize : 1,
       classesPerWorker: this.head.layout.numLocalClasses,
       headBytesPerWorker: headBytes,
-      sampleRatio: this.config.sampleRatio,
+      sampleRatio: this.head.sampleRate,
     });
   }
 
