@@ -27,6 +27,11 @@ export interface MfnConvOptions {
   groups?: number;
 }
 
+/** The bias-free convolution both blocks start with (kernel 1, stride 1, no padding, 1 group unless given). */
+function convWithoutBias(inChannels: number, outChannels: number, options: MfnConvOptions): Conv2d {
+  return new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false });
+}
+
 /** insightface `ConvBlock`: conv (no bias) -> BatchNorm2d -> PReLU, held in `layers` (0, 1, 2). */
 export class MfnConvBlock extends Module {
   readonly layers: Sequential;
@@ -35,7 +40,7 @@ export class MfnConvBlock extends Module {
     this.layers = this.registerModule(
       'layers',
       new Sequential(
-        new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false }),
+        convWithoutBias(inChannels, outChannels, options),
         new BatchNorm2d(outChannels),
         new PReLU(outChannels),
       ),
@@ -54,7 +59,7 @@ export class MfnLinearBlock extends Module {
     this.layers = this.registerModule(
       'layers',
       new Sequential(
-        new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false }),
+        convWithoutBias(inChannels, outChannels, options),
         new BatchNorm2d(outChannels),
       ),
     );
