@@ -17,7 +17,7 @@ export interface ClipGradNormOptions {
  */
 export function clipGradNorm(parameters: Iterable<Tensor>, maxNorm: number, normType = 2, options: ClipGradNormOptions = {}): number {
   inRange(maxNorm, 'clipGradNorm: maxNorm', { min: 0, max: Infinity });
-  if (!(normType > 0)) throw new Error(`clipGradNorm: normType must be positive, got ${normType}`);
+  inRange(normType, 'clipGradNorm: normType', { min: 0, max: Infinity, minExclusive: true });
   return noGrad(() =>
     tidy(() => {
       const grads: Tensor[] = [];
