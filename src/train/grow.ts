@@ -183,7 +183,7 @@ function growOptimizer(source: string, target: string, meta: CheckpointMeta, add
 /** Writes the grown copy of a checkpoint; the directory appears only once complete. */
 export async function growCheckpoint(options: GrowOptions): Promise<GrowResult> {
   const { add } = options;
-  positiveInteger(add, 'grow: --add (classes to append)');
+  positiveInteger(add, 'grow: --add');
   const dir = resolveCheckpointDir(options.checkpoint);
   const meta = readMeta(dir);
   const out = options.out;
