@@ -6,6 +6,7 @@ import '../onnx/ort-telemetry.js';
 import ort from 'onnxruntime-node';
 import { OnnxGraphBuilder } from '../onnx/builder.js';
 import { RunningTopK, type ClassCenters, type ClassMatch } from './centers.js';
+import { integerInRange, positiveInteger } from '../util/validate.js';
 
 export interface CenterSearchOptions {
   /** Centre rows per chunk (default 32768). */
@@ -57,7 +58,7 @@ export class CenterBlockSearch {
   ) {}
 
   static async create(dim: number, dtype: 'float32' | 'float16', options: Pick<CenterSearchOptions, 'intraOpThreads'> = {}): Promise<CenterBlockSearch> {
-    if (!Number.isInteger(dim) || dim < 1) throw new Error(`centre dim must be a positive integer, got ${dim}`);
+    positiveInteger(dim, 'centre dim');
     const session = await ort.InferenceSession.create(buildSearchGraph(dim, dtype), {
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
     });
@@ -67,7 +68,7 @@ export class CenterBlockSearch {
   /** L2-normalized queries packed as one [Q, dim] tensor, and an empty top-k heap per query. */
   start(queries: readonly Float32Array[], k: number): CenterSearchState {
     const dim = this.dim;
-    if (!Number.isInteger(k) || k < 1) throw new Error(`k must be a positive integer, got ${k}`);
+    positiveInteger(k, 'k');
     const packed = new Float32Array(queries.length * dim);
     queries.forEach((query, q) => {
       if (query.length !== dim) throw new Error(`query ${q} has ${query.length} values, centres have dim ${dim}`);
@@ -128,14 +129,14 @@ export class CenterSearchEngine {
 
   static async create(centers: ClassCenters, options: CenterSearchOptions = {}): Promise<CenterSearchEngine> {
     const chunkRows = options.chunkRows ?? 32768;
-    if (!Number.isInteger(chunkRows) || chunkRows < 1) throw new Error(`chunkRows must be a positive integer, got ${chunkRows}`);
+    positiveInteger(chunkRows, 'chunkRows');
     return new CenterSearchEngine(centers, await CenterBlockSearch.create(centers.dim, centers.dtype, options), chunkRows);
   }
 
   /** Best k classes per query (queries need not be normalized), best first. */
   async search(queries: readonly Float32Array[], k: number): Promise<ClassMatch[][]> {
     const { count, dim, rows, inverseNorms } = this.centers;
-    if (!Number.isInteger(k) || k < 1 || k > count) throw new Error(`k must be an integer in 1..${count}, got ${k}`);
+    integerInRange(k, 'k', 1, count);
     if (queries.length === 0) return [];
     const state = this.blocks.start(queries, k);
     for (let first = 0; first < count; first += this.chunkRows) {

@@ -1,8 +1,10 @@
 // Class centres for top-k classification: a [C, D] matrix stored in safetensors (tensor 'centers',
-// F32 or F16). Read and written here directly: 8-byte little-endian header length, a JSON header
-// {name: {dtype, shape, data_offsets}}, then the raw little-endian data.
-import { open } from 'node:fs/promises';
-import { float32ToHalf, halfToFloat32 } from './float16.js';
+// F32 or F16), written by models/export-centers. Read here without libtorch: the header through the
+// shared safetensors header codec, then the raw little-endian rows.
+import { open, type FileHandle } from 'node:fs/promises';
+import { decodeSafetensorsHeader, safetensorsHeaderLength } from '../torch/safetensors-header.js';
+import { halfToFloat32 } from './float16.js';
+import { integerInRange } from '../util/validate.js';
 
 export interface ClassCenters {
   /** Number of classes C. */
@@ -23,69 +25,41 @@ export interface ClassMatch {
   score: number;
 }
 
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const READ_CHUNK_BYTES = 1 << 30;
 
-interface TensorEntry {
-  dtype: string;
-  shape: number[];
-  data_offsets: [number, number];
+async function readAt(handle: FileHandle, target: Uint8Array, position: number, where: string): Promise<void> {
+  for (let done = 0; done < target.length; ) {
+    const length = Math.min(READ_CHUNK_BYTES, target.length - done);
+    const { bytesRead } = await handle.read(target, done, length, position + done);
+    if (bytesRead === 0) throw new Error(`${where}: unexpected end of file at byte ${position + done}`);
+    done += bytesRead;
+  }
 }
 
 /** Load a [C, D] F32/F16 tensor (default name 'centers') from a safetensors file. */
 export async function loadClassCenters(path: string, options: { tensorName?: string } = {}): Promise<ClassCenters> {
   const tensorName = options.tensorName ?? 'centers';
+  const source = `class centres ${path}`;
   const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`class centres ${path}: cannot open (${error.code ?? error.message})`);
+    throw new Error(`${source}: cannot open (${error.code ?? error.message})`);
   });
   try {
     const fileSize = (await handle.stat()).size;
-    if (fileSize < 8) throw new Error(`class centres ${path}: file is ${fileSize} bytes, too short for a safetensors header`);
-    const lengthBytes = Buffer.alloc(8);
-    await handle.read(lengthBytes, 0, 8, 0);
-    const headerLength = Number(lengthBytes.readBigUInt64LE(0));
-    if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
-      throw new Error(`class centres ${path}: header length ${headerLength} is implausible for a ${fileSize}-byte file (not safetensors?)`);
-    }
-    const headerBytes = Buffer.alloc(headerLength);
-    await handle.read(headerBytes, 0, headerLength, 8);
-    let header: Record<string, unknown>;
-    try {
-      header = JSON.parse(headerBytes.toString('utf8')) as Record<string, unknown>;
-    } catch (error) {
-      throw new Error(`class centres ${path}: header is not valid JSON (${(error as Error).message})`);
-    }
-    if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new Error(`class centres ${path}: header is not a JSON object`);
-    const entry = header[tensorName] as TensorEntry | undefined;
-    if (!entry || typeof entry !== 'object') {
-      const names = Object.keys(header).filter((name) => name !== '__metadata__');
-      throw new Error(`class centres ${path}: no tensor '${tensorName}' (tensors: ${names.join(', ') || 'none'})`);
-    }
-    const where = `class centres ${path}: tensor '${tensorName}'`;
-    if (entry.dtype !== 'F32' && entry.dtype !== 'F16') throw new Error(`${where}: dtype ${String(entry.dtype)} is not supported (use F32 or F16)`);
-    if (!Array.isArray(entry.shape) || entry.shape.length !== 2 || !entry.shape.every((d) => Number.isInteger(d) && d > 0)) {
+    const prefix = new Uint8Array(8);
+    if (fileSize >= 8) await readAt(handle, prefix, 0, source);
+    const headerBytes = new Uint8Array(safetensorsHeaderLength(source, prefix, fileSize));
+    await readAt(handle, headerBytes, 8, source);
+    const header = decodeSafetensorsHeader(source, headerBytes, fileSize);
+    const entry = header.entries.find((candidate) => candidate.name === tensorName);
+    if (entry === undefined) throw new Error(`${source}: no tensor '${tensorName}' (tensors: ${header.entries.map((e) => e.name).join(', ') || 'none'})`);
+    const where = `${source}: tensor '${tensorName}'`;
+    if (entry.dtype !== 'F32' && entry.dtype !== 'F16') throw new Error(`${where}: dtype ${entry.dtype} is not supported (use F32 or F16)`);
+    if (entry.shape.length !== 2 || !entry.shape.every((d) => d > 0)) {
       throw new Error(`${where}: shape ${JSON.stringify(entry.shape)} must be [classes, dim] with positive sizes`);
     }
     const [count, dim] = entry.shape as [number, number];
-    const elementBytes = entry.dtype === 'F32' ? 4 : 2;
-    const offsets = entry.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
-      throw new Error(`${where}: data_offsets ${JSON.stringify(offsets)} are invalid`);
-    }
-    const byteLength = count * dim * elementBytes;
-    if (offsets[1] - offsets[0] !== byteLength) {
-      throw new Error(`${where}: data_offsets span ${offsets[1] - offsets[0]} bytes but shape [${count}, ${dim}] ${entry.dtype} needs ${byteLength}`);
-    }
-    const start = 8 + headerLength + offsets[0];
-    if (start + byteLength > fileSize) throw new Error(`${where}: data ends at byte ${start + byteLength} but the file has ${fileSize} (truncated?)`);
     const rows = entry.dtype === 'F32' ? new Float32Array(count * dim) : new Uint16Array(count * dim);
-    const target = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
-    for (let done = 0; done < byteLength; ) {
-      const length = Math.min(READ_CHUNK_BYTES, byteLength - done);
-      const { bytesRead } = await handle.read(target, done, length, start + done);
-      if (bytesRead === 0) throw new Error(`${where}: unexpected end of file at byte ${start + done}`);
-      done += bytesRead;
-    }
+    await readAt(handle, new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength), header.dataStart + entry.begin, where);
     return { count, dim, dtype: entry.dtype === 'F32' ? 'float32' : 'float16', rows, inverseNorms: computeInverseNorms(rows, count, dim) };
   } finally {
     await handle.close();
@@ -114,54 +88,6 @@ export function computeInverseNorms(rows: Float32Array | Uint16Array, count: num
     }
   }
   return inverse;
-}
-
-export interface WriteCentersOptions {
-  dtype?: 'float32' | 'float16';
-  /** L2-normalize each row before writing (default true). */
-  normalize?: boolean;
-  tensorName?: string;
-  /** String key/values stored in the safetensors __metadata__ entry. */
-  metadata?: Record<string, string>;
-}
-
-/** Write a [count, dim] float32 matrix as a safetensors file readable by loadClassCenters (and Python's safetensors). */
-export async function writeClassCenters(path: string, rows: Float32Array, count: number, dim: number, options: WriteCentersOptions = {}): Promise<void> {
-  if (rows.length !== count * dim) throw new Error(`class centres: ${rows.length} values do not form [${count}, ${dim}]`);
-  const dtype = options.dtype ?? 'float32';
-  const elementBytes = dtype === 'float32' ? 4 : 2;
-  const byteLength = count * dim * elementBytes;
-  const headerObject: Record<string, unknown> = {};
-  if (options.metadata) headerObject.__metadata__ = options.metadata;
-  headerObject[options.tensorName ?? 'centers'] = { dtype: dtype === 'float32' ? 'F32' : 'F16', shape: [count, dim], data_offsets: [0, byteLength] };
-  let headerText = JSON.stringify(headerObject);
-  headerText += ' '.repeat((8 - ((8 + Buffer.byteLength(headerText)) % 8)) % 8);
-  const headerBytes = Buffer.from(headerText, 'utf8');
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(headerBytes.length), 0);
-  const normalize = options.normalize ?? true;
-  const handle = await open(path, 'w');
-  try {
-    await handle.write(prefix);
-    await handle.write(headerBytes);
-    const chunkRows = Math.max(1, Math.floor((4 << 20) / (dim * 4)));
-    for (let first = 0; first < count; first += chunkRows) {
-      const last = Math.min(count, first + chunkRows);
-      const block = rows.slice(first * dim, last * dim);
-      if (normalize) {
-        for (let r = 0; r < last - first; r++) {
-          let sum = 0;
-          for (let d = 0; d < dim; d++) sum += block[r * dim + d]! ** 2;
-          const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
-          for (let d = 0; d < dim; d++) block[r * dim + d]! *= scale;
-        }
-      }
-      const data = dtype === 'float32' ? block : float32ToHalf(block);
-      await handle.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    }
-  } finally {
-    await handle.close();
-  }
 }
 
 /**
@@ -237,7 +163,7 @@ export interface TopKScanOptions {
  */
 export function topKCosineScan(centers: ClassCenters, queries: readonly Float32Array[], k: number, options: TopKScanOptions = {}): ClassMatch[][] {
   const { count, dim } = centers;
-  if (!Number.isInteger(k) || k < 1 || k > count) throw new Error(`k must be an integer in 1..${count}, got ${k}`);
+  integerInRange(k, 'k', 1, count);
   const chunkRows = options.chunkRows ?? 4096;
   const normalized = queries.map((query, q) => {
     if (query.length !== dim) throw new Error(`query ${q} has ${query.length} values, centres have dim ${dim}`);

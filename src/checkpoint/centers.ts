@@ -2,19 +2,20 @@
 // bfloat16 or float16 class storage) are read from the shard file a chunk at a time (each shard
 // verified against the digest meta.json records), widened to float32, L2-normalized on libtorch
 // and either handed out block by block (plsc eval --classify) or appended to one safetensors file
-// (tensor `centers` [C, D], F32 or F16, classes in global order). The header is written first
+// through CentersWriter (tensor `centers` [C, D], F32 or F16, classes in global order). The header is written first
 // because C and D are known from meta.json, so memory stays at one chunk whatever the class count.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import * as F from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { tidy } from '../torch/scope.js';
 import { safetensorsElementBytes, type SafetensorsDType } from '../torch/safetensors.js';
-import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetensors-stream.js';
+import { SafetensorsRowReader } from '../torch/safetensors-stream.js';
 import type { Tensor } from '../torch/tensor.js';
 import { shardLayout } from '../head/shard-layout.js';
+import { CentersWriter, normalizedCenterRows } from '../models/export-centers.js';
 import { shardFileName, type CheckpointMeta } from './format.js';
 import { assertFiniteTensor, verifyCheckpointFile } from './integrity.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface CheckpointCentersOptions {
   /** Store float16 (rows are normalized in float32 first). Default false: float32. */
@@ -53,19 +54,21 @@ const DEFAULT_CHUNK_BYTES = 4 << 20;
 function checkCenterMeta(checkpointDir: string, meta: CheckpointMeta): void {
   const { numClasses, embeddingSize, worldSize } = meta;
   const metaFile = join(checkpointDir, 'meta.json');
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`${metaFile}: numClasses must be a positive integer, got ${String(numClasses)}`);
-  if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`${metaFile}: embeddingSize must be a positive integer, got ${String(embeddingSize)}`);
+  positiveInteger(numClasses, `${metaFile}: numClasses`);
+  positiveInteger(embeddingSize, `${metaFile}: embeddingSize`);
   if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > numClasses) throw new Error(`${metaFile}: worldSize ${String(worldSize)} does not split ${numClasses} classes`);
 }
 
 function chunkRowsOption(embeddingSize: number, chunkRows: number | undefined): number {
   const rows = chunkRows ?? Math.max(1, Math.floor(DEFAULT_CHUNK_BYTES / (embeddingSize * 4)));
-  if (!Number.isInteger(rows) || rows < 1) throw new Error(`checkpoint centres: chunkRows must be a positive integer, got ${rows}`);
-  return rows;
+  return positiveInteger(rows, 'checkpoint centres: chunkRows');
 }
 
-/** The normalized float32 blocks of the class centres; each block is disposed once the consumer moves on. */
-function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, chunkRows: number): Generator<{ first: number; count: number; block: Tensor; shard: number }> {
+/**
+ * The float32 blocks of the class centres as stored (not normalized; a float32 block views the
+ * staging buffer); each block is disposed once the consumer moves on.
+ */
+function* storedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, chunkRows: number): Generator<{ first: number; count: number; block: Tensor; shard: number }> {
   const { numClasses, embeddingSize, worldSize } = meta;
   // One staging buffer for the raw rows of every chunk: a bfloat16 or float16 shard is widened to
   // float32 a chunk at a time only.
@@ -94,7 +97,7 @@ function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, ch
             const raw = reader.readRows('weight', local, count, staging);
             const values = raw.dtype === 'float32' ? raw : raw.to('float32');
             assertFiniteTensor(file, `weight (rows ${local} to ${local + count - 1})`, values);
-            return F.normalize(values, 2, 1);
+            return values;
           }),
         );
         try {
@@ -119,8 +122,13 @@ function* normalizedCenterBlocks(checkpointDir: string, meta: CheckpointMeta, ch
  */
 export function* checkpointCenterRows(checkpointDir: string, meta: CheckpointMeta, options: { chunkRows?: number } = {}): Generator<CheckpointCenterRows> {
   checkCenterMeta(checkpointDir, meta);
-  for (const { first, count, block, shard } of normalizedCenterBlocks(checkpointDir, meta, chunkRowsOption(meta.embeddingSize, options.chunkRows))) {
-    yield { first, count, rows: block.dataSync() as Float32Array, shard };
+  for (const { first, count, block, shard } of storedCenterBlocks(checkpointDir, meta, chunkRowsOption(meta.embeddingSize, options.chunkRows))) {
+    const normalized = normalizedCenterRows(block);
+    try {
+      yield { first, count, rows: normalized.dataSync() as Float32Array, shard };
+    } finally {
+      normalized.dispose();
+    }
   }
 }
 
@@ -133,21 +141,13 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
   checkCenterMeta(checkpointDir, meta);
   const { numClasses, embeddingSize, worldSize } = meta;
   const chunkRows = chunkRowsOption(embeddingSize, options.chunkRows);
-  const fp16 = options.fp16 ?? false;
-  const metadata = {
-    num_classes: String(numClasses),
-    embedding_size: String(embeddingSize),
-    normalized: 'l2',
-    ...(Number.isInteger(meta.step) ? { step: String(meta.step) } : {}),
-    ...(options.metadata ?? {}),
-  };
-  const dtype = fp16 ? 'float16' : 'float32';
+  const metadata = { ...(Number.isInteger(meta.step) ? { step: String(meta.step) } : {}), ...(options.metadata ?? {}) };
   mkdirSync(dirname(outPath), { recursive: true });
-  const writer = new SafetensorsStreamWriter(outPath, [{ name: 'centers', dtype, shape: [numClasses, embeddingSize] }], metadata);
+  const writer = new CentersWriter(outPath, numClasses, embeddingSize, { fp16: options.fp16 ?? false, metadata });
   const shardRows = new Array<number>(worldSize).fill(0);
   try {
-    for (const { count, block, shard } of normalizedCenterBlocks(checkpointDir, meta, chunkRows)) {
-      writer.append('centers', block);
+    for (const { count, block, shard } of storedCenterBlocks(checkpointDir, meta, chunkRows)) {
+      writer.append(block);
       shardRows[shard]! += count;
     }
     writer.finish();
@@ -156,5 +156,5 @@ export function writeCheckpointCenters(checkpointDir: string, meta: CheckpointMe
     throw error;
   }
   const bytes = statSync(outPath).size;
-  return { path: outPath, numClasses, embeddingSize, dtype, bytes, shardRows };
+  return { path: outPath, numClasses, embeddingSize, dtype: writer.dtype, bytes, shardRows };
 }

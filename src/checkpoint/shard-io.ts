@@ -9,6 +9,7 @@ import { SafetensorsRowReader, SafetensorsStreamWriter } from '../torch/safetens
 import { safetensorsElementBytes } from '../torch/safetensors.js';
 import type { Tensor } from '../torch/tensor.js';
 import { CLASS_STORED_TENSORS, shardTensorDType, type ClassStorage } from '../config/class-storage.js';
+import { positiveInteger } from '../util/validate.js';
 
 /** One FC shard file and the global class range it holds. */
 export interface ShardFile {
@@ -42,8 +43,7 @@ function rowElementsOf(shape: readonly number[]): number {
 
 function tileRowsFor(rowElements: number, options: ShardTileOptions): number {
   const rows = options.tileRows ?? Math.max(1, Math.floor(DEFAULT_TILE_BYTES / (Math.max(1, rowElements) * 4)));
-  if (!Number.isInteger(rows) || rows < 1) throw new RangeError(`tileRows must be a positive integer, got ${rows}`);
-  return rows;
+  return positiveInteger(rows, 'tileRows');
 }
 
 /** What a shard tensor looks like in every file: its dtype and the shape of one row. */

@@ -7,6 +7,7 @@ import { unknownSettingMessage } from './suggest.js';
 import { parseDuration } from './duration.js';
 import { CLASS_STORAGES, type ClassStorage } from './class-storage.js';
 import type { DatasetSpec } from '../data/dataset-spec.js';
+import * as validate from '../util/validate.js';
 
 export type { DatasetSpec };
 
@@ -145,22 +146,11 @@ export class ConfigError extends Error {
 
 type Validator = (value: unknown, field: string) => unknown;
 
-const positiveInt: Validator = (v, f) => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(f, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
-};
-const nonNegativeInt: Validator = (v, f) => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(f, `must be a non-negative integer, got ${JSON.stringify(v)}`);
-  return v;
-};
-const nonNegativeNumber: Validator = (v, f) => {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new ConfigError(f, `must be a non-negative number, got ${JSON.stringify(v)}`);
-  return v;
-};
-const positiveNumber: Validator = (v, f) => {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(f, `must be a positive number, got ${JSON.stringify(v)}`);
-  return v;
-};
+const configError = (field: string, problem: string): ConfigError => new ConfigError(field, problem);
+const positiveInt: Validator = (v, f) => validate.positiveInteger(v, f, configError);
+const nonNegativeInt: Validator = (v, f) => validate.nonNegativeInteger(v, f, configError);
+const nonNegativeNumber: Validator = (v, f) => validate.nonNegativeNumber(v, f, configError);
+const positiveNumber: Validator = (v, f) => validate.positiveNumber(v, f, configError);
 const bool: Validator = (v, f) => {
   if (typeof v !== 'boolean') throw new ConfigError(f, `must be true or false, got ${JSON.stringify(v)}`);
   return v;
@@ -175,10 +165,8 @@ const nullable =
     v === null ? null : inner(v, f);
 const oneOf =
   (choices: readonly string[]): Validator =>
-  (v, f) => {
-    if (typeof v !== 'string' || !choices.includes(v)) throw new ConfigError(f, `must be one of ${choices.join(', ')}, got ${JSON.stringify(v)}`);
-    return v;
-  };
+  (v, f) =>
+    validate.oneOf(v, f, choices, configError);
 
 const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   classNum: positiveInt,
@@ -194,10 +182,7 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
     return v;
   }),
   scale: positiveNumber,
-  sampleRatio: (v, f) => {
-    if (typeof v !== 'number' || !(v > 0 && v <= 1)) throw new ConfigError(f, `must be in (0, 1], got ${JSON.stringify(v)}`);
-    return v;
-  },
+  sampleRatio: (v, f) => validate.inRange(v, f, { min: 0, max: 1, minExclusive: true }, configError),
   model: string,
   dataset: (v, f) => validateDataset(v, f),
   imageSize: positiveInt,

@@ -18,6 +18,7 @@ import {
   type SampleSource,
   type SamplePayload,
 } from './source.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface Base64ShardOptions {
   /** Class count; labels must be below it. Default: max label + 1. */
@@ -78,9 +79,7 @@ export class Base64ShardSource implements SampleSource {
     }
     if (partPaths.length === 0) throw new DataFormatError(listPath, 'file list names no part files');
     const { numClasses } = options;
-    if (numClasses !== undefined && (!Number.isInteger(numClasses) || numClasses <= 0)) {
-      throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
-    }
+    if (numClasses !== undefined) positiveInteger(numClasses, 'numClasses');
     const partOf = int32Growable();
     const offsets = float64Growable();
     const byteLengths = int32Growable();

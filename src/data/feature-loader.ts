@@ -6,13 +6,13 @@
 import {
   ShardedSampler,
   batchRange,
-  checkState,
   planEpoch,
-  stateAfterBatch,
   type DataOrderState,
   type ShardedSamplerOptions,
 } from './sampler.js';
+import { DataOrderCursor } from './data-order-cursor.js';
 import { gatherFeatures, type FeatureBatch, type FeatureSource } from './synthetic.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface FeatureLoaderOptions extends ShardedSamplerOptions {
   batchSize: number;
@@ -26,28 +26,22 @@ export class FeatureLoader implements AsyncIterable<FeatureBatch & { epoch: numb
   readonly sampler: ShardedSampler;
   readonly batchSize: number;
   private readonly dropLastBatch: boolean;
-  private current: DataOrderState = { epoch: 0, position: 0 };
-  private iterating = false;
+  private readonly cursor = new DataOrderCursor('FeatureLoader');
 
   constructor(source: FeatureSource, options: FeatureLoaderOptions) {
     this.source = source;
     this.sampler = new ShardedSampler(source.length, options);
-    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
-      throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
-    }
-    this.batchSize = options.batchSize;
+    this.batchSize = positiveInteger(options.batchSize, 'batchSize');
     this.dropLastBatch = options.dropLastBatch ?? false;
     if (options.state !== undefined) this.setState(options.state);
   }
 
   get state(): DataOrderState {
-    return { ...this.current };
+    return this.cursor.state;
   }
 
   setState(state: DataOrderState): void {
-    checkState(state);
-    if (this.iterating) throw new Error('cannot change the FeatureLoader state while it is being iterated');
-    this.current = { epoch: state.epoch, position: state.position };
+    this.cursor.set(state);
   }
 
   get batchesPerEpoch(): number {
@@ -55,20 +49,20 @@ export class FeatureLoader implements AsyncIterable<FeatureBatch & { epoch: numb
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<FeatureBatch & { epoch: number }, void, undefined> {
-    if (this.iterating) throw new Error('FeatureLoader is already being iterated');
-    this.iterating = true;
+    this.cursor.begin();
     try {
-      const plan = planEpoch(this.sampler, this.current, this.batchSize, this.dropLastBatch);
-      const rankIndices = this.sampler.rankIndices(this.current);
+      const start = this.cursor.state;
+      const plan = planEpoch(this.sampler, start, this.batchSize, this.dropLastBatch);
+      const rankIndices = this.sampler.rankIndices(start);
       for (let b = 0; b < plan.batches; b++) {
         const { first, count } = batchRange(plan, b);
         const batch = gatherFeatures(this.source, rankIndices.subarray(first, first + count));
-        this.current = stateAfterBatch(this.sampler, plan, b);
+        this.cursor.advance(this.sampler, plan, b);
         yield { ...batch, epoch: plan.epoch };
       }
-      if (plan.batches === 0) this.current = { epoch: plan.epoch + 1, position: 0 };
+      this.cursor.completeEpoch(plan);
     } finally {
-      this.iterating = false;
+      this.cursor.end();
     }
   }
 }

@@ -20,6 +20,7 @@ import {
   type SampleSource,
   type SamplePayload,
 } from './source.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface ListFileOptions {
   /** Class count; labels must be below it. Default: max label + 1. */
@@ -77,9 +78,7 @@ export class ListFileSource implements SampleSource {
       throw new DataFormatError(absolute, `cannot read list file: ${(error as Error).message}`, { cause: error });
     }
     const { numClasses } = options;
-    if (numClasses !== undefined && (!Number.isInteger(numClasses) || numClasses <= 0)) {
-      throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
-    }
+    if (numClasses !== undefined) positiveInteger(numClasses, 'numClasses');
     const pathStart = float64Growable();
     const pathEnd = float64Growable();
     const lineNumbers = int32Growable();

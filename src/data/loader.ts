@@ -9,14 +9,14 @@ import { hashSeeds } from './random.js';
 import {
   ShardedSampler,
   batchRange,
-  checkState,
   planEpoch,
-  stateAfterBatch,
   type DataOrderState,
   type EpochPlan,
   type ShardedSamplerOptions,
 } from './sampler.js';
+import { DataOrderCursor } from './data-order-cursor.js';
 import { BadSampleError, toBadSampleError, type SampleSource } from './source.js';
+import { nonNegativeInteger, positiveInteger } from '../util/validate.js';
 
 export interface ImageBatch {
   /** N*3*H*W bytes, NCHW, channels R, G, B. */
@@ -92,45 +92,38 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
   private readonly options: DataLoaderOptions;
   private readonly prefetch: number;
   private readonly limiter: Limiter;
-  private current: DataOrderState;
-  private iterating = false;
+  private readonly cursor = new DataOrderCursor('DataLoader');
   private readonly counters: LoaderStats = { batches: 0, samples: 0, skipped: 0, badSamples: [] };
 
   constructor(source: SampleSource, options: DataLoaderOptions) {
     this.source = source;
     this.options = options;
     this.sampler = new ShardedSampler(source.length, options);
-    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
-      throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
-    }
-    this.batchSize = options.batchSize;
+    this.batchSize = positiveInteger(options.batchSize, 'batchSize');
     const size = options.imageSize ?? DEFAULT_IMAGE_SIZE;
     [this.height, this.width] = typeof size === 'number' ? [size, size] : [size[0], size[1]];
     if (!Number.isInteger(this.height) || !Number.isInteger(this.width) || this.height <= 0 || this.width <= 0) {
       throw new RangeError(`imageSize must be positive integers, got ${String(size)}`);
     }
     this.prefetch = options.prefetchBatches ?? 2;
-    if (!Number.isInteger(this.prefetch) || this.prefetch < 0) throw new RangeError(`prefetchBatches must be a non-negative integer`);
+    nonNegativeInteger(this.prefetch, 'prefetchBatches');
     const concurrency = options.concurrency ?? Math.max(2, availableParallelism());
-    if (!Number.isInteger(concurrency) || concurrency <= 0) throw new RangeError(`concurrency must be a positive integer`);
+    positiveInteger(concurrency, 'concurrency');
     this.limiter = new Limiter(concurrency);
     if (options.onBadSample !== undefined && options.onBadSample !== 'skip' && options.onBadSample !== 'error') {
       throw new RangeError(`onBadSample must be 'skip' or 'error'`);
     }
-    this.current = { epoch: 0, position: 0 };
     if (options.state !== undefined) this.setState(options.state);
   }
 
   /** Data order after the last batch handed out (what a checkpoint saves). */
   get state(): DataOrderState {
-    return { ...this.current };
+    return this.cursor.state;
   }
 
   /** Continue from a saved state; the next iteration starts there. */
   setState(state: DataOrderState): void {
-    checkState(state);
-    if (this.iterating) throw new Error('cannot change the DataLoader state while it is being iterated');
-    this.current = { epoch: state.epoch, position: state.position };
+    this.cursor.set(state);
   }
 
   /** Counters since construction (bad samples skipped and where). */
@@ -145,7 +138,7 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
 
   /** Batches the next iteration yields (the rest of the current epoch). */
   get batchesRemaining(): number {
-    return planEpoch(this.sampler, this.current, this.batchSize, this.options.dropLastBatch ?? false).batches;
+    return planEpoch(this.sampler, this.cursor.state, this.batchSize, this.options.dropLastBatch ?? false).batches;
   }
 
   /**
@@ -153,9 +146,8 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
    * early leaves the state just after the last batch received.
    */
   async *[Symbol.asyncIterator](): AsyncGenerator<ImageBatch, void, undefined> {
-    if (this.iterating) throw new Error('DataLoader is already being iterated');
-    this.iterating = true;
-    const plan = planEpoch(this.sampler, this.current, this.batchSize, this.options.dropLastBatch ?? false);
+    this.cursor.begin();
+    const plan = planEpoch(this.sampler, this.cursor.state, this.batchSize, this.options.dropLastBatch ?? false);
     const pending: Promise<BuiltBatch>[] = [];
     const cancel = { cancelled: false };
     let next = 0;
@@ -168,14 +160,14 @@ export class DataLoader implements AsyncIterable<ImageBatch> {
         }
         const { batch, bad } = await pending.shift()!;
         this.account(batch, bad);
-        this.current = stateAfterBatch(this.sampler, plan, b);
+        this.cursor.advance(this.sampler, plan, b);
         yield batch;
       }
-      if (plan.batches === 0) this.current = { epoch: plan.epoch + 1, position: 0 };
+      this.cursor.completeEpoch(plan);
     } finally {
       cancel.cancelled = true;
       await Promise.allSettled(pending);
-      this.iterating = false;
+      this.cursor.end();
     }
   }
 

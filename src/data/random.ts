@@ -1,3 +1,4 @@
+import { integerInRange } from '../util/validate.js';
 /**
  * Small deterministic random number tools for data ordering, augmentation and synthetic data.
  * Everything is a pure function of integer seeds, so results never depend on timing or threads.
@@ -106,7 +107,7 @@ function rotl(x: number, k: number): number {
 
 /** A uniformly random permutation of 0..n-1 (Fisher-Yates), a pure function of `seed`. */
 export function randomPermutation(n: number, seed: number): Int32Array {
-  if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw new RangeError(`permutation size must be an integer in [0, 2^31), got ${n}`);
+  integerInRange(n, 'permutation size', 0, 0x7fffffff);
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) out[i] = i;
   const rng = new Rng(seed);

@@ -22,6 +22,7 @@ import {
   type SampleSource,
   type SamplePayload,
 } from './source.js';
+import { nonNegativeInteger } from '../util/validate.js';
 
 export const RECORDIO_MAGIC = 0xced7230a;
 export const IR_HEADER_SIZE = 24;
@@ -588,7 +589,7 @@ export class RecordIOWriter {
   /** Append one record payload under `key`. */
   async write(key: number, payload: Uint8Array): Promise<void> {
     if (this.closed) throw new Error(`RecordIOWriter for ${this.recPath} is closed`);
-    if (!Number.isInteger(key) || key < 0) throw new RangeError(`record key must be a non-negative integer, got ${key}`);
+    nonNegativeInteger(key, 'record key');
     if (payload.length >= 1 << 29) throw new RangeError(`record ${key} is ${payload.length} bytes; RecordIO records must be < 2^29 bytes`);
     this.indexLines.push(`${key}\t${this.position}\n`);
     const frames = frameRecord(payload);

@@ -14,6 +14,7 @@
  * every rank, and it stays meaningful when resuming with a different world size.
  */
 import { hashSeeds, randomPermutation } from './random.js';
+import { integer, integerInRange, nonNegativeInteger, positiveInteger } from '../util/validate.js';
 
 /** Where the data order stands: epoch number and slots of that epoch consumed by all ranks together. */
 export interface DataOrderState {
@@ -45,18 +46,16 @@ export class ShardedSampler {
   private cachedPermutation: Int32Array | undefined;
 
   constructor(length: number, options: ShardedSamplerOptions = {}) {
-    if (!Number.isInteger(length) || length <= 0) throw new RangeError(`dataset length must be a positive integer, got ${length}`);
+    positiveInteger(length, 'dataset length');
     this.length = length;
     this.shuffle = options.shuffle ?? true;
     this.seed = options.seed ?? 0;
     this.worldSize = options.worldSize ?? 1;
     this.rank = options.rank ?? 0;
     this.shardPadding = options.shardPadding ?? 'pad';
-    if (!Number.isInteger(this.seed)) throw new RangeError(`seed must be an integer, got ${this.seed}`);
-    if (!Number.isInteger(this.worldSize) || this.worldSize <= 0) throw new RangeError(`worldSize must be a positive integer, got ${this.worldSize}`);
-    if (!Number.isInteger(this.rank) || this.rank < 0 || this.rank >= this.worldSize) {
-      throw new RangeError(`rank must be an integer in [0, ${this.worldSize}), got ${this.rank}`);
-    }
+    integer(this.seed, 'seed');
+    positiveInteger(this.worldSize, 'worldSize');
+    integerInRange(this.rank, 'rank', 0, this.worldSize - 1);
     if (this.shardPadding !== 'pad' && this.shardPadding !== 'drop') throw new RangeError(`shardPadding must be 'pad' or 'drop'`);
     if (this.shardPadding === 'drop' && length < this.worldSize) {
       throw new RangeError(`shardPadding 'drop' with ${length} samples and ${this.worldSize} ranks leaves ranks without samples`);
@@ -111,8 +110,8 @@ export class ShardedSampler {
 export function checkState(state: DataOrderState): void {
   if (typeof state !== 'object' || state === null) throw new TypeError('data order state must be an object {epoch, position}');
   const { epoch, position } = state;
-  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`state.epoch must be a non-negative integer, got ${epoch}`);
-  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`state.position must be a non-negative integer, got ${position}`);
+  nonNegativeInteger(epoch, 'state.epoch');
+  nonNegativeInteger(position, 'state.position');
 }
 
 /** How the rest of one epoch splits into this rank's batches. */
@@ -129,7 +128,7 @@ export interface EpochPlan {
 
 export function planEpoch(sampler: ShardedSampler, state: DataOrderState, batchSize: number, dropLastBatch: boolean): EpochPlan {
   checkState(state);
-  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  positiveInteger(batchSize, 'batchSize');
   const samples = sampler.remainingForRank(state.position);
   const batches = dropLastBatch ? Math.floor(samples / batchSize) : Math.ceil(samples / batchSize);
   return { epoch: state.epoch, startPosition: state.position, samples, batchSize, batches };

@@ -1,3 +1,4 @@
+import { positiveInteger } from '../util/validate.js';
 /**
  * The common contract of every dataset reader, plus the error types readers raise.
  *
@@ -142,7 +143,7 @@ export function resolveNumClasses(
   let max = -1;
   for (let i = 0; i < labels.length; i++) if (labels[i]! > max) max = labels[i]!;
   if (explicit === undefined) return max + 1;
-  if (!Number.isInteger(explicit) || explicit <= 0) throw new RangeError(`numClasses must be a positive integer, got ${explicit}`);
+  positiveInteger(explicit, 'numClasses');
   if (max >= explicit) {
     const i = labels.findIndex((l) => l >= explicit);
     throw new RangeError(`${where(i)}: label ${labels[i]} out of range [0, ${explicit})`);

@@ -9,6 +9,7 @@
  */
 import { Rng, hashSeeds } from './random.js';
 import { checkIndex, type SampleSource, type SamplePayload } from './source.js';
+import { integer, integerAtLeast, positiveInteger } from '../util/validate.js';
 
 export interface SyntheticFacesOptions {
   numClasses: number;
@@ -57,13 +58,13 @@ export class SyntheticFaces implements SampleSource {
 
   constructor(options: SyntheticFacesOptions) {
     const { numClasses, imagesPerClass } = options;
-    if (!Number.isInteger(numClasses) || numClasses <= 0) throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
-    if (!Number.isInteger(imagesPerClass) || imagesPerClass <= 0) throw new RangeError(`imagesPerClass must be a positive integer, got ${imagesPerClass}`);
+    positiveInteger(numClasses, 'numClasses');
+    positiveInteger(imagesPerClass, 'imagesPerClass');
     if (numClasses * imagesPerClass > 0x7fffffff) throw new RangeError('numClasses * imagesPerClass must stay below 2^31');
     this.size = options.size ?? 112;
-    if (!Number.isInteger(this.size) || this.size < 8) throw new RangeError(`size must be an integer >= 8, got ${this.size}`);
+    integerAtLeast(this.size, 'size', 8);
     this.seed = options.seed ?? 0;
-    if (!Number.isInteger(this.seed)) throw new RangeError(`seed must be an integer, got ${this.seed}`);
+    integer(this.seed, 'seed');
     this.noise = options.noise ?? 12;
     this.maxShift = options.maxShift ?? this.size / 28;
     this.numClasses = numClasses;
@@ -258,7 +259,7 @@ export class SyntheticFeatures implements FeatureSource {
   constructor(options: SyntheticFeaturesOptions) {
     const { numClasses, samplesPerClass, dim } = options;
     for (const [name, value] of [['numClasses', numClasses], ['samplesPerClass', samplesPerClass], ['dim', dim]] as const) {
-      if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+      positiveInteger(value, name);
     }
     if (numClasses * samplesPerClass > 0x7fffffff) throw new RangeError('numClasses * samplesPerClass must stay below 2^31');
     this.numClasses = numClasses;
@@ -266,7 +267,7 @@ export class SyntheticFeatures implements FeatureSource {
     this.dim = dim;
     this.length = numClasses * samplesPerClass;
     this.seed = options.seed ?? 0;
-    if (!Number.isInteger(this.seed)) throw new RangeError(`seed must be an integer, got ${this.seed}`);
+    integer(this.seed, 'seed');
     this.noise = options.noise ?? 0.5;
   }
 

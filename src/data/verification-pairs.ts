@@ -12,6 +12,7 @@ import type { PickleWriteProtocol } from './pickle-writer.js';
 import { chwToHwc, decodeToRgb, encodeRgb, resizeRawRgb } from './image.js';
 import { Rng, hashSeeds } from './random.js';
 import { toBadSampleError, type SampleSource } from './source.js';
+import { integer, integerInRange, positiveInteger } from '../util/validate.js';
 
 export interface VerificationPair {
   /** Sample indices of the two images. */
@@ -39,8 +40,8 @@ const DISTINCT_TRIES = 64;
  * (labels, numPairs, seed).
  */
 export function drawVerificationPairs(samples: LabelledSamples, numPairs: number, seed = 0): VerificationPair[] {
-  if (!Number.isInteger(numPairs) || numPairs < 1) throw new RangeError(`number of pairs must be a positive integer, got ${numPairs}`);
-  if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
+  positiveInteger(numPairs, 'number of pairs');
+  integer(seed, 'seed');
   const numClasses = samples.numClasses;
   // Sample indices grouped by label (counting sort).
   const start = new Float64Array(numClasses + 1);
@@ -150,9 +151,9 @@ async function encodeSample(source: SampleSource, index: number, size: number, f
 export async function makeVerificationBin(options: MakeVerificationBinOptions): Promise<MakeVerificationBinResult> {
   const { source } = options;
   const size = options.size ?? 112;
-  if (!Number.isInteger(size) || size < 8 || size > 4096) throw new RangeError(`size must be an integer in [8, 4096], got ${size}`);
+  integerInRange(size, 'size', 8, 4096);
   const quality = options.quality ?? 95;
-  if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new RangeError(`quality must be an integer in [1, 100], got ${quality}`);
+  integerInRange(quality, 'quality', 1, 100);
   const format = options.format ?? 'jpeg';
   if (format !== 'jpeg' && format !== 'png') throw new RangeError(`format must be jpeg or png, got ${JSON.stringify(format)}`);
   const pairs = drawVerificationPairs(source, options.pairs, options.seed ?? 0);

@@ -13,6 +13,7 @@ import * as ops from '../torch/ops.js';
 import { noGrad } from '../torch/autograd.js';
 import { getProcessGroup, type ProcessGroup } from './process-group.js';
 import { waitAll, type Work } from './work.js';
+import { inRange } from '../util/validate.js';
 
 /** Anything with parameters (an nn.Module, or a plain object). */
 export interface ParameterSource {
@@ -93,7 +94,7 @@ export class DataParallel {
     this.params = isList ? [...(model as readonly Tensor[])] : (model as ParameterSource).parameters();
     this.buffers = isList || options.broadcastBuffers === false ? [] : ((model as ParameterSource).buffers?.() ?? []);
     const cap = options.bucketCapBytes ?? DEFAULT_BUCKET_CAP_BYTES;
-    if (!(cap > 0)) throw new RangeError(`DataParallel: bucketCapBytes ${cap} must be positive`);
+    inRange(cap, 'DataParallel: bucketCapBytes', { min: 0, max: Infinity, minExclusive: true });
     this.assignBuckets(cap);
     this.broadcastState(0);
     if (options.overlap !== false) this.registerHooks();

@@ -7,6 +7,7 @@ import { readDistributedEnv, readMillisecondsEnv, validatePort } from './env.js'
 import { Work, type NativeWorkHandle } from './work.js';
 import { watchLauncher } from './lifeline.js';
 import { chooseGlooDevice } from './interface.js';
+import { integerInRange, positiveInteger } from '../util/validate.js';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 export type Backend = 'gloo' | 'nccl' | 'local';
@@ -266,15 +267,13 @@ export async function initProcessGroup(options: InitProcessGroupOptions = {}): P
   const place = readDistributedEnv();
   const worldSize = options.worldSize ?? place?.worldSize ?? 1;
   const rank = options.rank ?? place?.rank ?? 0;
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`initProcessGroup: worldSize ${worldSize} must be a positive integer`);
-  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-    throw new RangeError(`initProcessGroup: rank ${rank} must be an integer in [0, ${worldSize})`);
-  }
+  positiveInteger(worldSize, 'initProcessGroup: worldSize');
+  integerInRange(rank, 'initProcessGroup: rank', 0, worldSize - 1);
   const timeoutMs = options.timeoutMs ?? readMillisecondsEnv('PLSC_COLLECTIVE_TIMEOUT_MS') ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
   const rendezvousTimeoutMs =
     options.rendezvousTimeoutMs ?? readMillisecondsEnv('PLSC_RENDEZVOUS_TIMEOUT_MS') ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
   for (const [name, value] of [['timeoutMs', timeoutMs], ['rendezvousTimeoutMs', rendezvousTimeoutMs]] as const) {
-    if (!Number.isInteger(value) || value < 1) throw new RangeError(`initProcessGroup: ${name} ${value} must be a positive integer`);
+    positiveInteger(value, `initProcessGroup: ${name}`);
   }
 
   let group: ProcessGroup;

@@ -11,6 +11,7 @@ import type { SampleSource } from '../data/source.js';
 import { BadSampleError } from '../data/source.js';
 import type { EmbedFunction } from './embed.js';
 import { embedLoadedImages, samplePayloadToRgb } from './embed-loaded.js';
+import { positiveInteger } from '../util/validate.js';
 
 /** Rows first..first+count-1 of the class centres, float32 row-major [count, dim] (need not be normalized). */
 export interface CenterRows {
@@ -63,7 +64,7 @@ export class ClassificationTally {
   private readonly cells = new Map<string, ConfusionCell>();
 
   constructor(readonly classes: number) {
-    if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`classes must be a positive integer, got ${classes}`);
+    positiveInteger(classes, 'classes');
   }
 
   /** One image: its label and its classes ranked best first (at least one). */
@@ -172,7 +173,7 @@ export async function classifyDataset(source: SampleSource, embed: EmbedFunction
     if (label >= classes) throw new Error(`${name}: ${source.describe(i)} has label ${label}, but the model has ${classes} classes (0..${classes - 1})`);
   }
   const queriesPerPass = options.queriesPerPass ?? 8192;
-  if (!Number.isInteger(queriesPerPass) || queriesPerPass < 1) throw new RangeError(`queriesPerPass must be a positive integer, got ${queriesPerPass}`);
+  positiveInteger(queriesPerPass, 'queriesPerPass');
   const k = Math.min(5, classes);
   const tally = new ClassificationTally(classes);
   for (let start = 0; start < source.length; start += queriesPerPass) {

@@ -6,6 +6,7 @@
 import { chwToHwc, decodeToRgb, resizeRawRgb } from '../data/image.js';
 import type { SamplePayload } from '../data/source.js';
 import { embedImages, uint8HwcImageSource, type EmbedFunction, type EmbeddedImages, type Uint8HwcSourceOptions } from './embed.js';
+import { positiveInteger } from '../util/validate.js';
 
 /** Image `index` as HWC RGB uint8 of exactly the requested height x width. */
 export type RgbImageLoader = (index: number) => Promise<Uint8Array>;
@@ -34,7 +35,7 @@ export async function samplePayloadToRgb(payload: SamplePayload, width: number, 
 /** Embeds images 0..count-1 (and their flips) loaded by `load`, in batches of `batchSize`. */
 export async function embedLoadedImages(count: number, load: RgbImageLoader, embed: EmbedFunction, options: EmbedLoadedImagesOptions): Promise<EmbeddedImages> {
   const batchSize = options.batchSize ?? 64;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  positiveInteger(batchSize, 'batchSize');
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`no images to embed (count ${count})`);
   const { height, width } = options;
   const flip = options.flip ?? true;

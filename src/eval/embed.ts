@@ -4,6 +4,7 @@
  * embeddings are computed (libtorch, ONNX runtime, a remote server, a test double).
  */
 import { evaluateVerification, type EmbeddingMatrix, type VerificationOptions, type VerificationResult } from './verification.js';
+import { positiveInteger } from '../util/validate.js';
 
 /** Embeds `count` images given as one NCHW float32 batch; returns count x D values, row-major. */
 export type EmbedFunction = (batch: Float32Array, count: number) => Promise<Float32Array> | Float32Array;
@@ -109,7 +110,7 @@ export interface EmbeddedImages {
 export async function embedImages(source: ImageSource, embed: EmbedFunction, options: EmbedImagesOptions = {}): Promise<EmbeddedImages> {
   const batchSize = options.batchSize ?? 64;
   const flip = options.flip ?? true;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  positiveInteger(batchSize, 'batchSize');
   const { count, channels, height, width } = source;
   if (count === 0) throw new RangeError('no images to embed');
   const imageSize = channels * height * width;

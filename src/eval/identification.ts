@@ -6,6 +6,7 @@
  * per probe: memory is O(probes*k + chunk*D + block*chunk), never O(probes*gallery).
  */
 import { toEmbeddingMatrix, type Embeddings, type EmbeddingMatrix } from './verification.js';
+import { positiveInteger } from '../util/validate.js';
 
 /**
  * a (aRows x dim) times b (bRows x dim) transposed -> aRows x bRows, row-major. Both inputs are
@@ -93,19 +94,15 @@ export function matmulTransposed(a: Float32Array, aRows: number, b: Float32Array
   return out;
 }
 
-function positiveInt(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
-  return value;
-}
 
 /** Top-k most similar gallery rows for every probe (cosine similarity). */
 export async function searchTopK(gallery: Embeddings, probes: Embeddings, k: number, options: SearchOptions = {}): Promise<TopKResult> {
   const g = toEmbeddingMatrix(gallery, 'gallery embeddings');
   const p = toEmbeddingMatrix(probes, 'probe embeddings');
   if (g.dim !== p.dim) throw new RangeError(`gallery embeddings have dimension ${g.dim}, probe embeddings ${p.dim}`);
-  positiveInt(k, 'k');
-  const chunkSize = positiveInt(options.galleryChunkSize ?? 4096, 'galleryChunkSize');
-  const blockSize = positiveInt(options.probeBlockSize ?? 1024, 'probeBlockSize');
+  positiveInteger(k, 'k');
+  const chunkSize = positiveInteger(options.galleryChunkSize ?? 4096, 'galleryChunkSize');
+  const blockSize = positiveInteger(options.probeBlockSize ?? 1024, 'probeBlockSize');
   const keep = Math.min(k, g.rows);
   const dim = g.dim;
   const indices = new Int32Array(p.rows * keep).fill(-1);
@@ -169,7 +166,7 @@ export async function evaluateIdentification(
   const pl = labelsOf(probeLabels, p.rows, 'probe labels');
   const ranks = [...(options.ranks ?? [1, 5])];
   if (ranks.length === 0) throw new RangeError('no ranks requested');
-  ranks.forEach((r) => positiveInt(r, 'rank'));
+  ranks.forEach((r) => positiveInteger(r, 'rank'));
   const top = await searchTopK(g, p, Math.max(...ranks), options);
   const galleryLabelSet = new Set<number>();
   for (let i = 0; i < gl.length; i++) galleryLabelSet.add(gl[i]!);

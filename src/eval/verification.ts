@@ -1,3 +1,4 @@
+import { positiveInteger } from '../util/validate.js';
 /**
  * 1:1 verification (LFW protocol) as insightface's `eval/verification.py` computes it, and as PLSC
  * reports it ("Accuracy-Flip", XNorm, VAL@FAR=1e-3):
@@ -252,7 +253,7 @@ export interface FoldSplit {
  * floor(n/k)+1, the rest floor(n/k). k = 1 means train = test = everything (insightface LFold).
  */
 export function kFoldSplits(n: number, folds: number): FoldSplit[] {
-  if (!Number.isInteger(folds) || folds < 1) throw new RangeError(`folds must be a positive integer, got ${folds}`);
+  positiveInteger(folds, 'folds');
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`invalid sample count ${n}`);
   const all = Int32Array.from({ length: n }, (_, i) => i);
   if (folds === 1) return [{ train: all, test: all }];

@@ -2,6 +2,7 @@
 import { Tensor } from '../torch/tensor.js';
 import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
+import { finiteNumber, positiveNumber } from '../util/validate.js';
 
 export interface MarginOptions {
   /** Logit scale s. */
@@ -36,10 +37,10 @@ export class CombinedMarginLoss {
   constructor(options: MarginOptions & { normalized?: boolean }) {
     const { s, m1, m2, m3 } = options;
     for (const [name, value] of Object.entries({ s, m1, m2, m3 })) {
-      if (!Number.isFinite(value)) throw new RangeError(`margin ${name} must be a finite number, got ${value}`);
+      finiteNumber(value, `margin ${name}`);
     }
-    if (s <= 0) throw new RangeError(`margin scale s must be positive, got ${s}`);
-    if (m1 <= 0) throw new RangeError(`margin m1 must be positive, got ${m1}`);
+    positiveNumber(s, 'margin scale s');
+    positiveNumber(m1, 'margin m1');
     this.s = s;
     this.m1 = m1;
     this.m2 = m2;

@@ -1,3 +1,4 @@
+import { positiveInteger } from '../util/validate.js';
 // Which classes a rank owns when the FC is split by classes over the ranks (PLSC / Partial FC rule).
 // The head, checkpoints and serving all read shards through this.
 
@@ -13,8 +14,8 @@ export interface ShardLayout {
 
 /** The class range rank `rank` owns when `numClasses` are split over `worldSize` ranks. */
 export function shardLayout(numClasses: number, worldSize: number, rank: number): ShardLayout {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new RangeError(`numClasses must be a positive integer, got ${numClasses}`);
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
+  positiveInteger(numClasses, 'numClasses');
+  positiveInteger(worldSize, 'worldSize');
   if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new RangeError(`rank ${rank} is not in [0, ${worldSize})`);
   if (numClasses < worldSize) throw new RangeError(`numClasses (${numClasses}) must be at least the number of workers (${worldSize})`);
   const base = Math.floor(numClasses / worldSize);

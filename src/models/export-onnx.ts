@@ -31,6 +31,7 @@ import type { Backbone } from './backbone.js';
 import { IBasicBlock, IResNet } from './iresnet.js';
 import { MfnConvBlock, MfnDepthWise, MfnGDC, MfnLinearBlock, MfnResidual, MobileFaceNet } from './mobilefacenet.js';
 import { FeatureMLP } from './feature-mlp.js';
+import { positiveInteger } from '../util/validate.js';
 
 /** A value in the graph being built: its name and its rank (number of dimensions). */
 export interface OnnxValue {
@@ -328,7 +329,7 @@ export function exportOnnx(backbone: Backbone, options: ExportOnnxOptions = {}):
   if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET) throw new Error(`ONNX export: opset ${opset} is not supported (use ${MIN_OPSET}..${MAX_OPSET})`);
   const dynamicBatch = options.dynamicBatch ?? true;
   const batchSize = options.batchSize ?? 1;
-  if (!dynamicBatch && (!Number.isInteger(batchSize) || batchSize < 1)) throw new Error(`ONNX export: batchSize must be a positive integer, got ${batchSize}`);
+  if (!dynamicBatch) positiveInteger(batchSize, 'ONNX export: batchSize');
   const batchDim: OnnxDim = dynamicBatch ? 'N' : batchSize;
 
   const graph = new OnnxGraphBuilder(backbone.typeName);

@@ -10,6 +10,7 @@ import { Linear } from '../torch/nn/linear.js';
 import { Dropout } from '../torch/nn/dropout.js';
 import { Sequential } from '../torch/nn/sequential.js';
 import type { Backbone } from './backbone.js';
+import { inRange, positiveInteger } from '../util/validate.js';
 
 export interface FeatureMLPOptions {
   /** Length of each input feature vector. */
@@ -23,8 +24,7 @@ export interface FeatureMLPOptions {
 }
 
 function checkWidth(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new Error(`FeatureMLP: ${what} must be a positive integer, got ${JSON.stringify(value)}`);
-  return value;
+  return positiveInteger(value, `FeatureMLP: ${what}`);
 }
 
 /**
@@ -47,7 +47,7 @@ export class FeatureMLP extends Module implements Backbone {
     hiddenDims.forEach((width, i) => checkWidth(width, `hiddenDims[${i}]`));
     const embeddingSize = checkWidth(options.embeddingSize ?? 512, 'embeddingSize');
     const dropout = options.dropout ?? 0;
-    if (!(dropout >= 0 && dropout < 1)) throw new Error(`FeatureMLP: dropout must be in [0, 1), got ${dropout}`);
+    inRange(dropout, 'FeatureMLP: dropout', { min: 0, max: 1, maxExclusive: true });
     this.embeddingSize = embeddingSize;
     this.inputShape = [inputDim];
     this.hiddenDims = hiddenDims;

@@ -15,6 +15,7 @@ import { Linear } from '../torch/nn/linear.js';
 import { Dropout } from '../torch/nn/dropout.js';
 import { Sequential } from '../torch/nn/sequential.js';
 import { halve, imageSize, type Backbone } from './backbone.js';
+import { inRange, positiveInteger } from '../util/validate.js';
 
 /** Blocks per stage of each published depth. */
 export const IRESNET_LAYERS = {
@@ -127,9 +128,9 @@ export class IResNet extends Module implements Backbone {
       throw new Error(`IResNet: layers must be four positive integers, got ${JSON.stringify(layers)}`);
     }
     const embeddingSize = options.embeddingSize ?? 512;
-    if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`IResNet: embeddingSize must be a positive integer, got ${embeddingSize}`);
+    positiveInteger(embeddingSize, 'IResNet: embeddingSize');
     const dropout = options.dropout ?? 0;
-    if (!(dropout >= 0 && dropout < 1)) throw new Error(`IResNet: dropout must be in [0, 1), got ${dropout}`);
+    inRange(dropout, 'IResNet: dropout', { min: 0, max: 1, maxExclusive: true });
     const [height, width] = imageSize(options.inputSize ?? 112, 'IResNet');
     this.embeddingSize = embeddingSize;
     this.inputShape = [3, height, width];

@@ -16,6 +16,7 @@ import { Flatten } from '../torch/nn/shape.js';
 import { Sequential } from '../torch/nn/sequential.js';
 import { kaimingNormal_ } from '../torch/nn/init.js';
 import { halve, imageSize, type Backbone } from './backbone.js';
+import { positiveInteger } from '../util/validate.js';
 
 type Pair = readonly [number, number];
 
@@ -26,6 +27,11 @@ export interface MfnConvOptions {
   groups?: number;
 }
 
+/** The bias-free convolution both blocks start with (kernel 1, stride 1, no padding, 1 group unless given). */
+function convWithoutBias(inChannels: number, outChannels: number, options: MfnConvOptions): Conv2d {
+  return new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false });
+}
+
 /** insightface `ConvBlock`: conv (no bias) -> BatchNorm2d -> PReLU, held in `layers` (0, 1, 2). */
 export class MfnConvBlock extends Module {
   readonly layers: Sequential;
@@ -34,7 +40,7 @@ export class MfnConvBlock extends Module {
     this.layers = this.registerModule(
       'layers',
       new Sequential(
-        new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false }),
+        convWithoutBias(inChannels, outChannels, options),
         new BatchNorm2d(outChannels),
         new PReLU(outChannels),
       ),
@@ -53,7 +59,7 @@ export class MfnLinearBlock extends Module {
     this.layers = this.registerModule(
       'layers',
       new Sequential(
-        new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false }),
+        convWithoutBias(inChannels, outChannels, options),
         new BatchNorm2d(outChannels),
       ),
     );
@@ -169,13 +175,13 @@ export class MobileFaceNet extends Module implements Backbone {
   constructor(options: MobileFaceNetOptions = {}) {
     super();
     const embeddingSize = options.embeddingSize ?? 512;
-    if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new Error(`MobileFaceNet: embeddingSize must be a positive integer, got ${embeddingSize}`);
+    positiveInteger(embeddingSize, 'MobileFaceNet: embeddingSize');
     const blocks = options.blocks ?? [1, 4, 6, 2];
     if (!Array.isArray(blocks) || blocks.length !== 4 || !blocks.every((n) => Number.isInteger(n) && n >= 1)) {
       throw new Error(`MobileFaceNet: blocks must be four positive integers, got ${JSON.stringify(blocks)}`);
     }
     const scale = options.scale ?? 2;
-    if (!Number.isInteger(scale) || scale < 1) throw new Error(`MobileFaceNet: scale must be a positive integer, got ${scale}`);
+    positiveInteger(scale, 'MobileFaceNet: scale');
     const stemStride = options.stemStride ?? 2;
     if (stemStride !== 1 && stemStride !== 2) throw new Error(`MobileFaceNet: stemStride must be 1 or 2, got ${String(stemStride)}`);
     const [height, width] = imageSize(options.inputSize ?? 112, 'MobileFaceNet');

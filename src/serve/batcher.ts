@@ -1,3 +1,4 @@
+import { positiveInteger } from '../util/validate.js';
 // Dynamic batching: images from concurrent requests are queued and run through the model together,
 // up to maxBatch per run, waiting at most maxWaitMs for a batch to fill. Admission is bounded:
 // a request whose images would push the number of admitted-but-not-yet-running images past
@@ -54,7 +55,7 @@ export class DynamicBatcher<In, Out> {
     private readonly options: BatcherOptions,
   ) {
     for (const key of ['maxBatch', 'maxQueue'] as const) {
-      if (!Number.isInteger(options[key]) || options[key] < 1) throw new Error(`batcher: ${key} must be a positive integer, got ${options[key]}`);
+      positiveInteger(options[key], `batcher: ${key}`);
     }
     if (!(options.maxWaitMs >= 0)) throw new Error(`batcher: maxWaitMs must be >= 0, got ${options.maxWaitMs}`);
     this.maxConcurrentRuns = options.maxConcurrentRuns ?? 1;

@@ -1,3 +1,4 @@
+import { positiveInteger } from '../util/validate.js';
 // Fair scheduling of image decodes across requests. Decoding runs on a few threads; started in
 // arrival order, one request with many large images would hold every thread and a one-image request
 // arriving after it would wait for all of them. Here each request is a group, at most `concurrency`
@@ -23,7 +24,7 @@ export class FairDecodeQueue {
   private readonly turns: QueuedTask[][] = [];
 
   constructor(readonly concurrency: number) {
-    if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`decode queue: concurrency must be a positive integer, got ${concurrency}`);
+    positiveInteger(concurrency, 'decode queue: concurrency');
   }
 
   /** Decodes running now. */

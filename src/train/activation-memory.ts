@@ -4,18 +4,29 @@
 // difference. What `plsc plan` multiplies by the batch.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { resolveConfig } from '../config/train-config.js';
+import { configForBackbone } from './config-adapter.js';
 import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
 import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { manualSeed } from '../torch/native.js';
-import { MEASURED_ACTIVATIONS, type MeasuredActivation } from './measured-activations.js';
+import { MEASURED_ACTIVATIONS } from './measured-activations.js';
+
+/** One backbone's measured activation memory (a row of measured-activations.ts). */
+export interface MeasuredActivation {
+  model: string;
+  imageSize: number;
+  embeddingSize: number;
+  /** Peak RSS growth per sample of one train-mode forward + backward. */
+  bytesPerSample: number;
+  /** The two batch sizes the slope was taken between. */
+  batches: [number, number];
+}
 
 export interface ActivationMeasureOptions {
   /** Backbone name or `file.js#factory`. */
   model: string;
   imageSize: number;
-  embSize: number;
+  embeddingSize: number;
   /** The two batch sizes (default [1, 3]). */
   batches?: [number, number];
 }
@@ -38,7 +49,7 @@ export function measureActivationBytesPerSample(options: ActivationMeasureOption
   const batches = options.batches ?? [1, 3];
   checkBatches(batches);
   const plsc = fileURLToPath(new URL('../../../bin/plsc.js', import.meta.url));
-  const args = ['plan', '--measure-activations', '--in-process', '--json', '--models', options.model, '--image-size', String(options.imageSize), '--emb', String(options.embSize), '--batches', batches.join(',')];
+  const args = ['plan', '--measure-activations', '--in-process', '--json', '--models', options.model, '--image-size', String(options.imageSize), '--emb', String(options.embeddingSize), '--batches', batches.join(',')];
   const run = spawnSync(process.execPath, [plsc, ...args], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`measuring the activation memory of '${options.model}' failed (exit ${run.status ?? run.signal}): ${run.stderr.trim()}`);
   return JSON.parse(run.stdout.trim().split('\n').at(-1) as string) as MeasuredActivation;
@@ -50,7 +61,7 @@ export async function measureActivationInThisProcess(options: ActivationMeasureO
   checkBatches(batches);
   const [small, large] = batches;
   manualSeed(0);
-  const backbone = await backboneFromSpec(resolveConfig({ model: options.model, imageSize: options.imageSize, embSize: options.embSize }));
+  const backbone = await backboneFromSpec(configForBackbone({ model: options.model, imageSize: options.imageSize, embeddingSize: options.embeddingSize }));
   try {
     backbone.train();
     const step = (batch: number): number => {
@@ -67,7 +78,7 @@ export async function measureActivationInThisProcess(options: ActivationMeasureO
     return {
       model: options.model,
       imageSize: options.imageSize,
-      embSize: options.embSize,
+      embeddingSize: options.embeddingSize,
       bytesPerSample: Math.max(0, Math.round((atLarge - atSmall) / (large - small))),
       batches: [small, large],
     };
@@ -83,21 +94,13 @@ export function recordedActivation(model: string): MeasuredActivation | undefine
 
 /** The source text of measured-activations.ts for a set of measurements (`plsc plan --measure-activations --write`). */
 export function measuredActivationsSource(measurements: readonly MeasuredActivation[], command: string): string {
-  const rows = measurements.map((m) => `  { model: '${m.model}', imageSize: ${m.imageSize}, embSize: ${m.embSize}, bytesPerSample: ${m.bytesPerSample}, batches: [${m.batches[0]}, ${m.batches[1]}] },`);
+  const rows = measurements.map((m) => `  { model: '${m.model}', imageSize: ${m.imageSize}, embeddingSize: ${m.embeddingSize}, bytesPerSample: ${m.bytesPerSample}, batches: [${m.batches[0]}, ${m.batches[1]}] },`);
   return `// Activation memory per training sample of the built-in backbones, as measured on this machine by:
 //   ${command}
 // (generated; rerun that command to refresh it). plsc plan scales it by the batch and by the pixel
 // count when planning another image size.
 
-export interface MeasuredActivation {
-  model: string;
-  imageSize: number;
-  embSize: number;
-  /** Peak RSS growth per sample of one train-mode forward + backward. */
-  bytesPerSample: number;
-  /** The two batch sizes the slope was taken between. */
-  batches: [number, number];
-}
+import type { MeasuredActivation } from './activation-memory.js';
 
 export const MEASURED_ACTIVATIONS: readonly MeasuredActivation[] = [
 ${rows.join('\n')}

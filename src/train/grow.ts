@@ -19,6 +19,7 @@ import { loadCheckpointBackbone } from '../export/export-checkpoint.js';
 import { readClassRows, readMeta, resolveCheckpointDir, shardFileName, type CheckpointMeta } from '../checkpoint/format.js';
 import { backboneEmbedFunction, backboneImageSize } from '../eval/backbone-verification.js';
 import { collectDigests, verifyCheckpointFile } from '../checkpoint/integrity.js';
+import { positiveInteger } from '../util/validate.js';
 
 export interface GrowOptions {
   /** A checkpoint step directory, or a checkpoint root (its newest step). */
@@ -182,7 +183,7 @@ function growOptimizer(source: string, target: string, meta: CheckpointMeta, add
 /** Writes the grown copy of a checkpoint; the directory appears only once complete. */
 export async function growCheckpoint(options: GrowOptions): Promise<GrowResult> {
   const { add } = options;
-  if (!Number.isSafeInteger(add) || add < 1) throw new Error(`grow: --add must be a positive integer (classes to append), got ${add}`);
+  positiveInteger(add, 'grow: --add');
   const dir = resolveCheckpointDir(options.checkpoint);
   const meta = readMeta(dir);
   const out = options.out;

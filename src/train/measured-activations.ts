@@ -3,20 +3,12 @@
 // (generated; rerun that command to refresh it). plsc plan scales it by the batch and by the pixel
 // count when planning another image size.
 
-export interface MeasuredActivation {
-  model: string;
-  imageSize: number;
-  embSize: number;
-  /** Peak RSS growth per sample of one train-mode forward + backward. */
-  bytesPerSample: number;
-  /** The two batch sizes the slope was taken between. */
-  batches: [number, number];
-}
+import type { MeasuredActivation } from './activation-memory.js';
 
 export const MEASURED_ACTIVATIONS: readonly MeasuredActivation[] = [
-  { model: 'mobilefacenet', imageSize: 112, embSize: 512, bytesPerSample: 75694080, batches: [1, 3] },
-  { model: 'iresnet18', imageSize: 112, embSize: 512, bytesPerSample: 93192192, batches: [1, 3] },
-  { model: 'iresnet34', imageSize: 112, embSize: 512, bytesPerSample: 115392512, batches: [1, 3] },
-  { model: 'iresnet50', imageSize: 112, embSize: 512, bytesPerSample: 130525184, batches: [1, 3] },
-  { model: 'iresnet100', imageSize: 112, embSize: 512, bytesPerSample: 191559680, batches: [1, 3] },
+  { model: 'mobilefacenet', imageSize: 112, embeddingSize: 512, bytesPerSample: 75694080, batches: [1, 3] },
+  { model: 'iresnet18', imageSize: 112, embeddingSize: 512, bytesPerSample: 93192192, batches: [1, 3] },
+  { model: 'iresnet34', imageSize: 112, embeddingSize: 512, bytesPerSample: 115392512, batches: [1, 3] },
+  { model: 'iresnet50', imageSize: 112, embeddingSize: 512, bytesPerSample: 130525184, batches: [1, 3] },
+  { model: 'iresnet100', imageSize: 112, embeddingSize: 512, bytesPerSample: 191559680, batches: [1, 3] },
 ];

@@ -79,7 +79,7 @@ export async function planCommand(argv: string[]): Promise<number> {
       if (batches.length !== 2 || !batches.every((b) => Number.isInteger(b) && b >= 1) || (batches[0] as number) >= (batches[1] as number)) {
         throw new UsageError(`--batches must be two batch sizes a,b with 1 <= a < b, got '${values.batches}'`);
       }
-      const spec = { imageSize, embSize: emb, batches: batches as [number, number] };
+      const spec = { imageSize, embeddingSize: emb, batches: batches as [number, number] };
       const measured = [];
       for (const model of models) {
         // Each model in a fresh process: peak RSS only grows.

@@ -5,8 +5,9 @@
 import { totalmem } from 'node:os';
 import { sampledClassCount } from '../head/class-sampler.js';
 import { backboneFromSpec } from '../checkpoint/backbone-spec.js';
-import { resolveConfig } from '../config/train-config.js';
+import { configForBackbone } from './config-adapter.js';
 import { measureActivationBytesPerSample, recordedActivation } from './activation-memory.js';
+import { inRange, nonNegativeNumber, oneOf, positiveInteger } from '../util/validate.js';
 
 export type PlanStorage = 'float32' | 'bfloat16' | 'float16';
 
@@ -81,10 +82,6 @@ const INT32 = 4;
 const HEAD_TILE_ROWS = 4096;
 const DEFAULT_IMAGE_SIZE = 112;
 
-function positiveInteger(value: number, name: string): void {
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
-}
-
 /** The head's parts for one worker (no libtorch needed). */
 export function planHead(options: Pick<PlanOptions, 'classes' | 'emb' | 'batch' | 'sampleRate' | 'storage' | 'workers'>): {
   rows: number;
@@ -97,10 +94,10 @@ export function planHead(options: Pick<PlanOptions, 'classes' | 'emb' | 'batch' 
   positiveInteger(options.emb, 'emb');
   positiveInteger(options.batch, 'batch');
   positiveInteger(workers, 'workers');
-  if (!(options.sampleRate > 0 && options.sampleRate <= 1)) throw new RangeError(`sample rate must be in (0, 1], got ${options.sampleRate}`);
+  inRange(options.sampleRate, 'sample rate', { min: 0, max: 1, minExclusive: true });
   if (options.classes < workers) throw new RangeError(`${options.classes} classes cannot be split over ${workers} workers`);
   const storage = options.storage ?? 'float32';
-  if (!(storage in STORAGE_BYTES)) throw new RangeError(`storage must be one of ${Object.keys(STORAGE_BYTES).join(', ')}, got ${storage}`);
+  oneOf(storage, 'storage', Object.keys(STORAGE_BYTES));
   const rows = Math.ceil(options.classes / workers);
   const active = sampledClassCount(rows, options.sampleRate);
   const sampling = active < rows;
@@ -133,7 +130,7 @@ export async function planMemory(options: PlanOptions): Promise<MemoryPlan> {
   positiveInteger(imageSize, 'image size');
   const head = planHead(options);
 
-  const backbone = await backboneFromSpec(resolveConfig({ model, embSize: options.emb, imageSize }));
+  const backbone = await backboneFromSpec(configForBackbone({ model, embeddingSize: options.emb, imageSize }));
   let parameterCount = 0;
   try {
     for (const p of backbone.parameters()) parameterCount += p.numel;
@@ -144,9 +141,7 @@ export async function planMemory(options: PlanOptions): Promise<MemoryPlan> {
   let perSample: number;
   let source: string;
   if (options.activationBytesPerSample !== undefined) {
-    if (!(Number.isFinite(options.activationBytesPerSample) && options.activationBytesPerSample >= 0)) {
-      throw new RangeError(`activation bytes per sample must be a non-negative number, got ${options.activationBytesPerSample}`);
-    }
+    nonNegativeNumber(options.activationBytesPerSample, 'activation bytes per sample');
     perSample = options.activationBytesPerSample;
     source = 'given';
   } else if (recorded !== undefined) {
@@ -154,7 +149,7 @@ export async function planMemory(options: PlanOptions): Promise<MemoryPlan> {
     perSample = Math.round(recorded.bytesPerSample * ((imageSize * imageSize) / (recorded.imageSize * recorded.imageSize)));
     source = `measured at ${recorded.imageSize}x${recorded.imageSize} (src/train/measured-activations.ts)${recorded.imageSize === imageSize ? '' : ', scaled by the pixel count'}`;
   } else {
-    perSample = measureActivationBytesPerSample({ model, imageSize, embSize: options.emb }).bytesPerSample;
+    perSample = measureActivationBytesPerSample({ model, imageSize, embeddingSize: options.emb }).bytesPerSample;
     source = `measured now at ${imageSize}x${imageSize}`;
   }
   const parameterBytes = parameterCount * FLOAT32;

@@ -14,6 +14,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { withDiskErrors } from './disk.js';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { nonNegativeInteger, positiveInteger } from '../util/validate.js';
 
 /** What the reporter writes to: process.stderr, or anything with a write(string) method. */
 export interface ProgressStream {
@@ -140,10 +141,6 @@ function finiteOrNull(value: number | null | undefined): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
-function checkInteger(value: number, name: string, minimum: number): void {
-  if (!Number.isInteger(value) || value < minimum) throw new RangeError(`ProgressReporter: ${name} must be an integer >= ${minimum}, got ${value}`);
-}
-
 /** Weight of the newest step time in the smoothed step time (per step). */
 const SMOOTHING = 0.05;
 
@@ -174,9 +171,9 @@ export class ProgressReporter {
 
   constructor(options: ProgressReporterOptions) {
     const { totalSteps, startStep = 0, logPeriod = 100 } = options;
-    checkInteger(totalSteps, 'totalSteps', 1);
-    checkInteger(startStep, 'startStep', 0);
-    checkInteger(logPeriod, 'logPeriod', 1);
+    positiveInteger(totalSteps, 'ProgressReporter: totalSteps');
+    nonNegativeInteger(startStep, 'ProgressReporter: startStep');
+    positiveInteger(logPeriod, 'ProgressReporter: logPeriod');
     if (startStep > totalSteps) throw new RangeError(`ProgressReporter: startStep ${startStep} is past totalSteps ${totalSteps}`);
     this.totalSteps = totalSteps;
     this.startStep = startStep;
@@ -205,7 +202,7 @@ export class ProgressReporter {
   /** Record one step. Call on every step; output is throttled/periodic. */
   update(progress: ProgressUpdate): void {
     const { step } = progress;
-    if (!Number.isInteger(step) || step < 0) throw new RangeError(`ProgressReporter.update: step must be a non-negative integer, got ${step}`);
+    nonNegativeInteger(step, 'ProgressReporter.update: step');
     const time = this.now();
     const advanced = step - this.lastStep;
     if (advanced > 0) {
@@ -250,7 +247,7 @@ export class ProgressReporter {
 
   /** A new estimate of the run's total steps (trainTime budgets). */
   setTotalSteps(totalSteps: number): void {
-    checkInteger(totalSteps, 'totalSteps', 1);
+    positiveInteger(totalSteps, 'ProgressReporter: totalSteps');
     this.totalSteps = totalSteps;
   }
 

@@ -1,3 +1,4 @@
+import { positiveInteger } from '../util/validate.js';
 // Smoothed training speed: images per second and seconds per step over the last `window` steps,
 // so one slow step (a data stall, a GC) does not swing the progress line.
 
@@ -6,7 +7,7 @@ export class ThroughputMeter {
   private readonly seconds: number[] = [];
 
   constructor(readonly window = 20) {
-    if (!Number.isInteger(window) || window < 1) throw new RangeError(`ThroughputMeter: window must be a positive integer, got ${window}`);
+    positiveInteger(window, 'ThroughputMeter: window');
   }
 
   /** One step: the images it took (all workers) and its duration in seconds. */

@@ -1,6 +1,7 @@
 // A wall-clock training budget (`trainTime`): when it is spent, and how many steps fit into it at
 // the measured speed, so poly/cosine decay can span the budget as they span a step budget.
 import { formatDuration } from './progress.js';
+import { positiveNumber } from '../util/validate.js';
 
 /** Steps timed before the first estimate (the first step, with its one-off allocations, is left out). */
 export const STEPS_BEFORE_ESTIMATE = 4;
@@ -13,7 +14,7 @@ export class TimeBudget {
     readonly seconds: number,
     private readonly clock: () => number = () => performance.now(),
   ) {
-    if (!(seconds > 0)) throw new RangeError(`TimeBudget: seconds must be positive, got ${seconds}`);
+    positiveNumber(seconds, 'TimeBudget: seconds');
   }
 
   start(): void {

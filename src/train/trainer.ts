@@ -16,7 +16,7 @@ import { ProcessGroup, initProcessGroup, isProcessGroupInitialized, getProcessGr
 import { readDistributedEnv } from '../distributed/env.js';
 import { DataParallel } from '../distributed/data-parallel.js';
 import { PartialFC } from '../head/partial-fc.js';
-import { marginForLossType } from '../head/margin.js';
+import { headSettings } from './config-adapter.js';
 import { DataLoader, type BadSampleReport, type ImageBatch } from '../data/loader.js';
 import { openTrainingData } from '../data/dataset-spec.js';
 import type { SampleSource } from '../data/source.js';
@@ -155,28 +155,29 @@ export class Trainer {
     this.group = group;
     this.source = source;
     this.backbone = backbone;
-    checkLabelsFitClassNum(source, config.classNum);
+    const head = headSettings(config);
+    checkLabelsFitClassNum(source, head.numClasses);
     checkStepsPerEpoch(source, config.dataset, config.trainBatchSize, group.worldSize);
     this.dataInfo = checkpointDataInfo(source, config.imageSize);
-    const { margin, sharded } = marginForLossType(config.lossType, { scale: config.scale, ...(config.margins ? { margins: config.margins } : {}) });
+    const sharded = head.sharded;
     this.sharded = sharded;
     this.derived = derivedSchedule(config, group.worldSize, source.length);
     this.plannedSteps = this.derived.totalSteps;
     this.schedule = scheduleOf(config, this.derived);
     this.head = new PartialFC({
-      embeddingSize: config.embSize,
-      numClasses: config.classNum,
-      sampleRate: config.sampleRatio,
-      margin,
+      embeddingSize: head.embeddingSize,
+      numClasses: head.numClasses,
+      sampleRate: head.sampleRate,
+      margin: head.margin,
       // dist_*: one class shard per worker. Otherwise every worker holds all classes and the head
       // is data parallel like the backbone.
       group: sharded ? group : ProcessGroup.local(),
-      seed: config.seed,
-      ...(config.headChunkSize ? { chunkSize: config.headChunkSize } : {}),
+      seed: head.seed,
+      ...(head.chunkSize ? { chunkSize: head.chunkSize } : {}),
       update: sharded ? 'fused' : 'dense',
       ...(sharded ? { fusedSgd: { lr: this.schedule.baseLr, momentum: config.momentum, weightDecay: config.weightDecay } } : {}),
-      computeAccuracy: config.calcAcc,
-      classStorage: config.classStorage,
+      computeAccuracy: head.computeAccuracy,
+      classStorage: head.classStorage,
     });
     const replicated = sharded ? backbone.parameters() : [...backbone.parameters(), ...this.head.parameters()];
     this.dataParallel = group.worldSize > 1 ? new DataParallel(replicated, { group }) : null;
@@ -241,8 +242,8 @@ export class Trainer {
   /** Restores everything a step depends on; the FC shards are re-split if the world size changed. */
   resumeFrom(dir: string): CheckpointMeta {
     const meta = readMeta(dir);
-    if (meta.numClasses !== this.config.classNum || meta.embeddingSize !== this.config.embSize) {
-      throw new Error(`resume: checkpoint ${dir} has ${meta.numClasses} classes x ${meta.embeddingSize}, the config ${this.config.classNum} x ${this.config.embSize}`);
+    if (meta.numClasses !== this.head.numClasses || meta.embeddingSize !== this.head.embeddingSize) {
+      throw new Error(`resume: checkpoint ${dir} has ${meta.numClasses} classes x ${meta.embeddingSize}, the config ${this.head.numClasses} x ${this.head.embeddingSize}`);
     }
     checkResumeData(dir, meta, this.dataInfo);
     tidy(() => {
@@ -272,8 +273,8 @@ export class Trainer {
         rank,
         shardCount: this.sharded ? this.group.worldSize : 1,
         meta: {
-          numClasses: this.config.classNum,
-          embeddingSize: this.config.embSize,
+          numClasses: this.head.numClasses,
+          embeddingSize: this.head.embeddingSize,
           step: this.step,
           epoch,
           dataOrder: this.loader.state,
@@ -526,7 +527,7 @@ export class Trainer {
     const checkpoints = options.noCheckpoints ? null : new CheckpointSaver(config.checkpointPeriod, (epoch) => this.saveCheckpoint(epoch));
     const validates = config.withTest && (config.valTargets.length > 0 || config.valDatasets.length > 0);
     const validation = validates ? new PeriodicValidation(config.testPeriod, () => this.validate(progress)) : null;
-    const model = this.group.rank === 0 ? new FinalModelWriter(config.modelSaveDir, this.backbone, { model: config.model, embeddingSize: String(config.embSize), imageSize: String(config.imageSize) }) : null;
+    const model = this.group.rank === 0 ? new FinalModelWriter(config.modelSaveDir, this.backbone, { model: config.model, embeddingSize: String(this.head.embeddingSize), imageSize: String(config.imageSize) }) : null;
     const report = progress === null ? null : new RunReport(progress, metricsPath, config.modelSaveDir);
     const list: TrainHook[] = [];
     for (const hook of [progressLogger, checkpoints, validation, model, report]) if (hook !== null) list.push(hook);
@@ -570,7 +571,7 @@ export class Trainer {
     for (const spec of this.config.valDatasets) {
       const source = await openValDataset(spec, (path) => openTrainingData({ type: 'auto', path }, this.config.imageSize));
       try {
-        const centers = { weight: this.head.weight, firstClass: this.sharded ? layout.classOffset : 0, classes: this.config.classNum };
+        const centers = { weight: this.head.weight, firstClass: this.sharded ? layout.classOffset : 0, classes: this.head.numClasses };
         classification.push(await classifyValDataset(this.backbone, source, spec, centers, this.sharded ? this.group : ProcessGroup.local(), { batchSize: this.config.testBatchSize }));
       } finally {
         await source.close?.();
@@ -599,7 +600,7 @@ export class Trainer {
       lossType: this.config.lossType,
       datasetName: spec.type === 'synthetic' ? `synthetic ${spec.numClasses} x ${spec.imagesPerClass}` : spec.path,
       dataset: datasetStats(this.source),
-      headClasses: this.config.classNum,
+      headClasses: this.head.numClasses,
       workers: this.group.worldSize,
       batchPerWorker: this.config.trainBatchSize,
       globalBatch: this.globalBatch,
@@ -613,7 +614,7 @@ export class Trainer {
       headShards: this.sharded ? this.group.worldSize : 1,
       classesPerWorker: this.head.layout.numLocalClasses,
       headBytesPerWorker: headBytes,
-      sampleRatio: this.config.sampleRatio,
+      sampleRatio: this.head.sampleRate,
     });
   }
 

@@ -10,20 +10,21 @@ const SRC = fileURLToPath(new URL('../../../src/', import.meta.url));
 
 /** What each module under src/ may import from src/ (itself always). */
 const MAY_IMPORT: Record<string, readonly string[]> = {
+  util: [],
   'cli-kit': [],
-  torch: [],
-  onnx: [],
-  distributed: ['torch', 'cli-kit'],
-  data: ['torch'],
-  head: ['torch', 'distributed', 'data'],
-  models: ['torch', 'onnx'],
-  centers: ['torch', 'onnx'],
-  config: ['torch', 'head', 'data'],
-  checkpoint: ['torch', 'head', 'data', 'models', 'config'],
-  export: ['torch', 'onnx', 'models', 'config', 'checkpoint'],
-  eval: ['torch', 'data', 'models', 'centers', 'config', 'checkpoint'],
-  train: ['cli-kit', 'torch', 'distributed', 'data', 'onnx', 'head', 'models', 'centers', 'config', 'checkpoint', 'export', 'eval'],
-  serve: ['torch', 'data', 'onnx', 'models', 'centers', 'config', 'checkpoint', 'export'],
+  torch: ['util'],
+  onnx: ['util'],
+  distributed: ['util', 'torch', 'cli-kit'],
+  data: ['util', 'torch'],
+  head: ['util', 'torch', 'distributed', 'data'],
+  models: ['util', 'torch', 'onnx'],
+  centers: ['util', 'torch', 'onnx'],
+  config: ['util', 'torch', 'head', 'data'],
+  checkpoint: ['util', 'torch', 'head', 'data', 'models', 'config'],
+  export: ['util', 'torch', 'onnx', 'models', 'config', 'checkpoint'],
+  eval: ['util', 'torch', 'data', 'models', 'centers', 'config', 'checkpoint'],
+  train: ['util', 'cli-kit', 'torch', 'distributed', 'data', 'onnx', 'head', 'models', 'centers', 'config', 'checkpoint', 'export', 'eval'],
+  serve: ['util', 'torch', 'data', 'onnx', 'models', 'centers', 'config', 'checkpoint', 'export'],
 };
 /** The commands (src/cli and every area's cli.ts / *-cli.ts) and the package root may import any module. */
 const TOP = new Set(['cli', 'index.ts']);

@@ -2,10 +2,10 @@
 // tensor `centers` (float32 or float16) that the serving module's loader reads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exportCenters, loadClassCenters, loadSafetensors, manualSeed, ops as F, readSafetensorsHeader, readSafetensorsMetadata, tidy, type Tensor } from '../../src/index.js';
+import { CentersWriter, exportCenters, loadClassCenters, loadSafetensors, manualSeed, ops as F, readSafetensorsHeader, readSafetensorsMetadata, tidy, type Tensor } from '../../src/index.js';
 import { halfToFloat32 } from '../../src/centers/float16.js';
 
 function withDir<T>(body: (dir: string) => Promise<T> | T): Promise<T> {
@@ -102,4 +102,27 @@ test('bad shards are rejected with the shard index', () => {
   } finally {
     for (const t of [a, b, v, ints]) t.dispose();
   }
+});
+
+test('CentersWriter: rows appended in any pieces give the bytes exportCenters writes; an unfinished file never appears', async () => {
+  manualSeed(32);
+  await withDir(async (dir) => {
+    const weight = F.mul(F.randn([9, 6]), 2);
+    const whole = join(dir, 'whole.safetensors');
+    const pieces = join(dir, 'pieces.safetensors');
+    exportCenters(whole, weight, { metadata: { source: 'test' } });
+    const writer = new CentersWriter(pieces, 9, 6, { metadata: { source: 'test' } });
+    for (const [first, count] of [[0, 2], [2, 5], [7, 2]] as const) tidy(() => writer.append(F.narrow(weight, 0, first, count)));
+    writer.finish();
+    assert.deepEqual(readFileSync(pieces), readFileSync(whole));
+    assert.deepEqual(readSafetensorsMetadata(pieces), { num_classes: '9', embedding_size: '6', normalized: 'l2', source: 'test' });
+
+    const partial = join(dir, 'partial.safetensors');
+    const unfinished = new CentersWriter(partial, 9, 6);
+    tidy(() => unfinished.append(F.narrow(weight, 0, 0, 4)));
+    assert.throws(() => unfinished.finish(), /finished with 4 of 9 rows written/);
+    assert.equal(existsSync(partial), false);
+    assert.deepEqual(readdirSync(dir).sort(), ['pieces.safetensors', 'whole.safetensors']);
+    weight.dispose();
+  });
 });

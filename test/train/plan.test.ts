@@ -65,7 +65,7 @@ test('plan uses the recorded activation measurements of built-in backbones, scal
   assert.equal(plan.activation_bytes_per_sample, Math.round(recorded.bytesPerSample / 4));
   // A model not in the table is measured now (in a child process). At least the float32 input
   // itself is held per sample, and every layer's output on top.
-  const measured = measureActivationBytesPerSample({ model: tinyBackbone, imageSize: 64, embSize: 32, batches: [4, 36] });
+  const measured = measureActivationBytesPerSample({ model: tinyBackbone, imageSize: 64, embeddingSize: 32, batches: [4, 36] });
   assert.ok(measured.bytesPerSample > 3 * 64 * 64 * 4, `tiny backbone at 64x64: ${measured.bytesPerSample} bytes per sample`);
   assert.deepEqual(measured.batches, [4, 36]);
   const planned = await planMemory({ classes: 1000, emb: 32, batch: 4, sampleRate: 1, model: tinyBackbone, imageSize: 16 });

@@ -202,7 +202,7 @@ test('TTY mode: a narrow terminal drops the bar instead of wrapping', () => {
 test('isTTY follows the stream unless overridden; bad options are rejected', () => {
   assert.equal(new ProgressReporter({ totalSteps: 5, stream: fakeStream(true) }).isTTY, true);
   assert.equal(new ProgressReporter({ totalSteps: 5, stream: fakeStream(true), isTTY: false }).isTTY, false);
-  assert.throws(() => new ProgressReporter({ totalSteps: 0, stream: fakeStream(false) }), /totalSteps must be an integer >= 1/);
+  assert.throws(() => new ProgressReporter({ totalSteps: 0, stream: fakeStream(false) }), /ProgressReporter: totalSteps must be a positive integer, got 0/);
   assert.throws(() => new ProgressReporter({ totalSteps: 5, logPeriod: 0, stream: fakeStream(false) }), /logPeriod/);
   assert.throws(() => new ProgressReporter({ totalSteps: 5, startStep: 6, stream: fakeStream(false) }), /past totalSteps/);
   const reporter = new ProgressReporter({ totalSteps: 5, stream: fakeStream(false) });

@@ -2,6 +2,7 @@
 import { Tensor } from '../tensor.js';
 import * as F from '../ops.js';
 import { Module } from './module.js';
+import { positiveInteger } from '../../util/validate.js';
 
 export class ReLU extends Module {
   /** inplace: overwrite the input (saves memory; the input must not be needed by autograd). */
@@ -20,7 +21,7 @@ export class PReLU extends Module {
 
   constructor(numParameters = 1, init = 0.25) {
     super();
-    if (!Number.isInteger(numParameters) || numParameters < 1) throw new Error(`PReLU: numParameters must be a positive integer, got ${numParameters}`);
+    positiveInteger(numParameters, 'PReLU: numParameters');
     this.numSlopes = numParameters;
     this.registerParameter('weight', F.full([numParameters], init));
   }

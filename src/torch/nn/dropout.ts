@@ -2,11 +2,12 @@
 import { Tensor } from '../tensor.js';
 import * as F from '../ops.js';
 import { Module } from './module.js';
+import { inRange } from '../../util/validate.js';
 
 export class Dropout extends Module {
   constructor(readonly p = 0.5) {
     super();
-    if (!(p >= 0 && p <= 1)) throw new Error(`Dropout: p must be in [0, 1], got ${p}`);
+    inRange(p, 'Dropout: p', { min: 0, max: 1 });
   }
   forward(input: Tensor): Tensor {
     return F.dropout(input, this.p, this.training);

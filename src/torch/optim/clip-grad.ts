@@ -3,6 +3,7 @@ import { Tensor } from '../tensor.js';
 import * as F from '../ops.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
+import { inRange } from '../../util/validate.js';
 
 export interface ClipGradNormOptions {
   /** Throw when the total norm is NaN or infinite (default false). */
@@ -15,8 +16,8 @@ export interface ClipGradNormOptions {
  * clipping. normType may be Infinity (largest absolute element).
  */
 export function clipGradNorm(parameters: Iterable<Tensor>, maxNorm: number, normType = 2, options: ClipGradNormOptions = {}): number {
-  if (!(maxNorm >= 0)) throw new Error(`clipGradNorm: maxNorm must be a non-negative number, got ${maxNorm}`);
-  if (!(normType > 0)) throw new Error(`clipGradNorm: normType must be positive, got ${normType}`);
+  inRange(maxNorm, 'clipGradNorm: maxNorm', { min: 0, max: Infinity });
+  inRange(normType, 'clipGradNorm: normType', { min: 0, max: Infinity, minExclusive: true });
   return noGrad(() =>
     tidy(() => {
       const grads: Tensor[] = [];
