@@ -42,6 +42,8 @@ import { datasetStats, formatRunPlan } from './run-summary.js';
 import { ThroughputMeter } from './throughput.js';
 import { STEPS_BEFORE_ESTIMATE, TimeBudget } from './time-budget.js';
 import { parseDuration } from './duration.js';
+import { resumeAfterRestart } from './restart-resume.js';
+import { describeWorldSizeChange, worldSizeChange } from './world-size-change.js';
 
 export interface PhaseTimes {
   data: number;
@@ -231,7 +233,13 @@ export class Trainer {
       backbone.train();
       const trainer = new Trainer(config, group, source, backbone);
       trainer.outputLocks = locks;
-      if (config.resume !== null) trainer.resumeFrom(resolveCheckpoint(config.resume, config.checkpointDir));
+      // A restarted group (TORCHELASTIC_RESTART_COUNT > 0) resumes from its newest verified checkpoint.
+      const resume = resumeAfterRestart(config.checkpointDir, config.resume, group);
+      if (resume !== null) {
+        const meta = trainer.resumeFrom(resolveCheckpoint(resume, config.checkpointDir));
+        const change = worldSizeChange(config, meta, group.worldSize, source.length);
+        if (change !== null && group.rank === 0 && options.quiet !== true) console.error(describeWorldSizeChange(change));
+      }
       return trainer;
     } catch (error) {
       for (const lock of locks) lock.release();
@@ -293,6 +301,7 @@ export class Trainer {
         meta: {
           numClasses: this.config.classNum,
           embeddingSize: this.config.embSize,
+          workers: this.group.worldSize,
           step: this.step,
           epoch,
           dataOrder: this.loader.state,
