@@ -51,7 +51,10 @@ export async function launchCommand(argv: string[]): Promise<number> {
     console.log(LAUNCH_USAGE);
     return 0;
   }
-  const result = await withStopSignals((signal) => launch({ ...options, signal }));
+  const elastic = options.elastic;
+  const result = await withStopSignals(async (signal) =>
+    elastic === undefined ? launch({ ...options, signal }) : (await import('./elastic.js')).launchElastic({ ...options, signal }, elastic),
+  );
   const report = launchReport(result);
   if (report !== null) console.error(report);
   return result.exitCode;

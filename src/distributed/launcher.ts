@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, LAUNCHER_PID_VAR, distributedEnvVars, validatePort } from './env.js';
 import { blameIn, isStackFrame, type Blame } from './fault-report.js';
+import { parseEndpoint, parseNodeRange, type ElasticSettings } from './elastic-options.js';
 
 export interface LaunchOptions {
   /** Workers on this node. */
@@ -427,6 +428,8 @@ export async function runGroup(options: LaunchOptions, place: GroupPlacement): P
 
 export interface ParsedLaunchArgs extends LaunchOptions {
   help: boolean;
+  /** Set by --rdzv-endpoint (and --nnodes MIN:MAX): an elastic launch (see elastic.ts). */
+  elastic?: ElasticSettings;
 }
 
 export const LAUNCH_USAGE = `usage: plsc launch --nproc-per-node N [--nnodes M --node-rank K] [--master-addr A] [--master-port P]
@@ -445,7 +448,15 @@ Single node: the master port defaults to a free port. Several nodes: run one lau
 with the same --nnodes, --master-addr and --master-port (default 29500) and its own --node-rank.
 --max-restarts R: after a worker fails, the group is stopped and started again, up to R times
 (workers see TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS; plsc train resumes from the
-newest verified checkpoint on a restart); each restart is printed with the rank that failed.`;
+newest verified checkpoint on a restart); each restart is printed with the rank that failed.
+
+Elastic (torchrun's names): plsc launch --nproc-per-node N --nnodes MIN:MAX --rdzv-endpoint HOST:PORT
+  --rdzv-id ID [--rdzv-timeout SECONDS] [--rdzv-last-call SECONDS] --max-restarts R -- CMD ...
+on every host, no --node-rank: the launchers meet on a c10d store at HOST:PORT (hosted by the
+launcher on HOST), which numbers the nodes and fixes the world size for each round. When a worker
+fails or a host is lost, the others start a new round (a restart) without it once --rdzv-last-call
+(default 30 s) has passed with at least MIN hosts; a host that arrives later joins at the next
+restart. --rdzv-timeout (default 600 s) bounds every wait for MIN hosts or for a new round.`;
 
 function takeInteger(flag: string, value: string | undefined): number {
   if (value === undefined || !/^\d+$/.test(value)) throw new Error(`${flag} needs a non-negative integer, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
@@ -456,6 +467,11 @@ function takeInteger(flag: string, value: string | undefined): number {
 export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
   const parsed: ParsedLaunchArgs = { nprocPerNode: 0, command: '', args: [], help: false };
   let nprocSeen = false;
+  let nodeRange: { minNodes: number; maxNodes: number } | null = null;
+  let endpoint: { host: string; port: number } | null = null;
+  let rdzvId: string | undefined;
+  let rdzvTimeoutMs: number | undefined;
+  let rdzvLastCallMs: number | undefined;
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i] as string;
@@ -477,7 +493,22 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
         nprocSeen = true;
         break;
       case '--nnodes':
-        parsed.nnodes = takeInteger(flag, value);
+        if (value !== undefined && value.includes(':')) nodeRange = parseNodeRange(value);
+        else parsed.nnodes = takeInteger(flag, value);
+        break;
+      case '--rdzv-endpoint':
+        if (value === undefined || value === '') throw new Error(`${flag} needs HOST:PORT`);
+        endpoint = parseEndpoint(value);
+        break;
+      case '--rdzv-id':
+        if (value === undefined || !/^[\w.-]+$/.test(value)) throw new Error(`${flag} needs an id of letters, digits, '.', '_' or '-', got ${JSON.stringify(value ?? '')}`);
+        rdzvId = value;
+        break;
+      case '--rdzv-timeout':
+        rdzvTimeoutMs = takeInteger(flag, value) * 1000;
+        break;
+      case '--rdzv-last-call':
+        rdzvLastCallMs = takeInteger(flag, value) * 1000;
         break;
       case '--node-rank':
         parsed.nodeRank = takeInteger(flag, value);
@@ -507,6 +538,24 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
     }
   }
   if (!nprocSeen) throw new Error(`--nproc-per-node is required\n\n${LAUNCH_USAGE}`);
+  if (endpoint === null && (nodeRange !== null || rdzvId !== undefined || rdzvTimeoutMs !== undefined || rdzvLastCallMs !== undefined)) {
+    throw new Error(`${nodeRange !== null ? '--nnodes MIN:MAX' : '--rdzv-id, --rdzv-timeout and --rdzv-last-call'} need${nodeRange !== null ? 's' : ''} --rdzv-endpoint HOST:PORT (an elastic launch)`);
+  }
+  if (endpoint !== null) {
+    for (const [given, flag] of [[parsed.nodeRank, '--node-rank'], [parsed.masterAddr, '--master-addr'], [parsed.masterPort, '--master-port']] as const) {
+      if (given !== undefined) throw new Error(`${flag} cannot be combined with --rdzv-endpoint: the rendezvous assigns node ranks and the workers meet at the endpoint`);
+    }
+    const range = nodeRange ?? { minNodes: parsed.nnodes ?? 1, maxNodes: parsed.nnodes ?? 1 };
+    delete parsed.nnodes;
+    parsed.elastic = {
+      endpointHost: endpoint.host,
+      endpointPort: endpoint.port,
+      runId: rdzvId ?? 'none',
+      ...range,
+      ...(rdzvTimeoutMs !== undefined ? { timeoutMs: rdzvTimeoutMs } : {}),
+      ...(rdzvLastCallMs !== undefined ? { lastCallMs: rdzvLastCallMs } : {}),
+    };
+  }
   const rest = argv.slice(i);
   if (rest.length === 0) throw new Error(`no command to launch (put it after --)\n\n${LAUNCH_USAGE}`);
   parsed.command = rest[0] as string;
