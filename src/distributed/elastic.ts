@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { restartMessage, runGroup, validateLaunchOptions, type LaunchOptions, type LaunchResult, type RestartRecord } from './launcher.js';
 import type { ElasticSettings } from './elastic-options.js';
 import { RendezvousStore } from './rendezvous-store.js';
-import { RendezvousTimeout, currentRound, rendezvous, type RendezvousRound } from './rendezvous.js';
+import { RendezvousFinished, RendezvousTimeout, currentRound, markFinished, rendezvous, type RendezvousRound } from './rendezvous.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -61,7 +61,7 @@ export async function launchElastic(options: LaunchOptions, elastic: ElasticSett
         store ??= await connect();
         return await rendezvous(store, settings, atLeast);
       } catch (error) {
-        if (error instanceof RendezvousTimeout || options.signal?.aborted) throw error;
+        if (error instanceof RendezvousTimeout || error instanceof RendezvousFinished || options.signal?.aborted) throw error;
         say(`plsc launch: ${where}: lost the store (${(error as Error).message}); reconnecting`);
         store?.close();
         store = null;
@@ -78,7 +78,7 @@ export async function launchElastic(options: LaunchOptions, elastic: ElasticSett
         round = await meet(atLeast);
       } catch (error) {
         say(`plsc launch: ${(error as Error).message}`);
-        return finish({ exitCode: 1, failure: null, aborted: null, workers: [], masterAddr: elastic.endpointHost, masterPort: elastic.endpointPort, blame: null, exitGrace: null, logDir, restarts });
+        return finish({ exitCode: error instanceof RendezvousFinished ? 0 : 1, failure: null, aborted: null, workers: [], masterAddr: elastic.endpointHost, masterPort: elastic.endpointPort, blame: null, exitGrace: null, logDir, restarts });
       }
       if (round.round > maxRestarts) {
         say(`plsc launch: ${where}: round ${round.round} would be restart ${round.round}, but --max-restarts is ${maxRestarts}; stopping`);
@@ -130,7 +130,10 @@ export async function launchElastic(options: LaunchOptions, elastic: ElasticSett
         atLeast = newer ?? round.round + 1;
         continue;
       }
-      if (result.failure === null) return finish({ ...result, restarts });
+      if (result.failure === null) {
+        if (result.exitCode === 0) await announceFinished();
+        return finish({ ...result, restarts });
+      }
       if (round.round >= maxRestarts) return finish({ ...result, restarts });
       const record: RestartRecord = { restart: round.round + 1, maxRestarts, failure: result.failure, blame: result.blame };
       restarts.push(record);
@@ -139,6 +142,19 @@ export async function launchElastic(options: LaunchOptions, elastic: ElasticSett
     }
   } finally {
     (store as RendezvousStore | null)?.close();
+  }
+
+  // Launchers waiting to be taken in learn that the job is over; the host keeps its store up long
+  // enough for them to see it.
+  async function announceFinished(): Promise<void> {
+    const current = store as RendezvousStore | null;
+    if (current === null) return;
+    try {
+      await markFinished(current, elastic.runId);
+      if (current.hosted) await sleep(4 * (elastic.pollMs ?? 500) + 1000);
+    } catch {
+      // the store is gone: nobody is left waiting on it
+    }
   }
 
   function finish(result: LaunchResult): LaunchResult {

@@ -5,6 +5,7 @@
 //   <r>/arrived     launchers that joined round r (each one's arrival number is its node rank + 1)
 //   <r>/node/<k>    node k's worker count
 //   <r>/closed      the node count round r closed with
+//   done            set once a node's workers all succeeded: the job is over
 // A round closes once MAX launchers joined, or once at least MIN did and no more came for the last
 // call. A launcher that finds the newest round closed (a running job) joins the next one and waits
 // for it to open (the next restart). Every wait is bounded by the rendezvous timeout.
@@ -41,6 +42,19 @@ export class RendezvousTimeout extends Error {
     super(message);
     this.name = 'RendezvousTimeout';
   }
+}
+
+/** The job finished while this launcher waited for a round to join. */
+export class RendezvousFinished extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RendezvousFinished';
+  }
+}
+
+/** Marks the job finished, so launchers still waiting for a round stop waiting. */
+export async function markFinished(store: RendezvousStore, runId: string): Promise<void> {
+  await store.set(roundKey(runId, 'done'), '1');
 }
 
 export function roundKey(runId: string, name: string): string {
@@ -83,6 +97,9 @@ export async function rendezvous(store: RendezvousStore, settings: RendezvousSet
     let minReachedAt: number | null = null;
     let moveTo: number | null = null;
     while (moveTo === null) {
+      if ((await store.peek(key('done'))) !== null) {
+        throw new RendezvousFinished(`rendezvous '${runId}' at ${store.endpoint}: the job finished (its workers succeeded) before a round took this node in`);
+      }
       const round = Number(await store.peek(key('round')));
       const closed = await store.peek(key(`${target}/closed`));
       if (closed !== null) {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { findFreePort } from '../../src/distributed/launcher.js';
 import { RendezvousStore } from '../../src/distributed/rendezvous-store.js';
-import { RendezvousTimeout, currentRound, rendezvous, type RendezvousSettings } from '../../src/distributed/rendezvous.js';
+import { RendezvousFinished, RendezvousTimeout, currentRound, markFinished, rendezvous, type RendezvousSettings } from '../../src/distributed/rendezvous.js';
 import { parseEndpoint, parseNodeRange } from '../../src/distributed/elastic-options.js';
 import { parseLaunchArgs } from '../../src/distributed/launcher.js';
 
@@ -66,6 +66,12 @@ test('a late launcher waits for the next round; a failure opens it and all three
     assert.deepEqual(round1.map((r) => r.nnodes), [3, 3, 3]);
     assert.deepEqual(round1.map((r) => r.nodeRank).sort(), [0, 1, 2]);
     assert.equal(await currentRound(c, 'test'), 1);
+
+    // A launcher waiting to be taken in when the job finishes stops waiting.
+    const waiting = rendezvous(c, settings(), 0);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await markFinished(a, 'test');
+    await assert.rejects(waiting, (error: Error) => error instanceof RendezvousFinished && /the job finished \(its workers succeeded\) before a round took this node in/.test(error.message));
   } finally {
     c.close();
     b.close();
