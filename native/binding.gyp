@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "plsc_native",
-      "sources": ["src/core.cc", "src/c10d.cc", "src/lifeline.cc", "src/store-bind.cc", "src/head_kernels.cc", "src/head_kernels_napi.cc"],
+      "sources": ["src/core.cc", "src/c10d.cc", "src/lifeline.cc", "src/store-bind.cc", "src/store.cc", "src/head_kernels.cc", "src/head_kernels_napi.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node torch-config.cjs --includes)"

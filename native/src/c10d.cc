@@ -1140,11 +1140,15 @@ Napi::Value C10dBackends(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// The launchers' store (store.cc).
+void initStore(Napi::Env env, Napi::Object exports);
+
 void initC10d(Napi::Env env, Napi::Object exports) {
   WorkHandle::Init(env, exports);
   GroupHandle::Init(env, exports);
   exports.Set("c10dInit", Napi::Function::New(env, C10dInit));
   exports.Set("c10dBackends", Napi::Function::New(env, C10dBackends));
+  initStore(env, exports);
   describeBlockingCollective = describeBlocking;
 }
 

@@ -22,6 +22,8 @@ export interface CheckpointMeta {
   format: typeof CHECKPOINT_FORMAT;
   /** The number of FC shards (the worker count of a dist_* run). */
   worldSize: number;
+  /** Worker processes of the run that saved it (absent in checkpoints of older versions). */
+  workers?: number;
   numClasses: number;
   embeddingSize: number;
   /** Optimizer steps completed. */

@@ -74,6 +74,8 @@ export interface TrainConfig {
   seed: number;
   /** Worker processes on this machine when not started by a launcher. */
   workers: number;
+  /** With workers > 1: times the local workers are started again after one failed (resuming from the newest checkpoint). */
+  maxRestarts: number;
   /** Class chunk for the head (null: the whole shard at once). */
   headChunkSize: number | null;
   /** dtype of the head's class weights and momentum: float32, or bfloat16/float16 (half the bytes per class). */
@@ -125,6 +127,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   calcAcc: false,
   seed: 0,
   workers: 1,
+  maxRestarts: 0,
   headChunkSize: null,
   classStorage: 'float32',
   resume: null,
@@ -227,6 +230,7 @@ const VALIDATORS: { [K in keyof TrainConfig]: Validator } = {
   calcAcc: bool,
   seed: nonNegativeInt,
   workers: positiveInt,
+  maxRestarts: nonNegativeInt,
   headChunkSize: nullable(positiveInt),
   classStorage: oneOf(CLASS_STORAGES),
   resume: nullable(string),

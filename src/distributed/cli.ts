@@ -6,7 +6,7 @@ import { withStopSignals } from '../cli-kit/signals.js';
 
 /** The launcher's closing report, or null when every worker succeeded. */
 export function launchReport(result: LaunchResult): string | null {
-  const logs = result.logDir !== null ? `; each rank's full output: ${join(result.logDir, 'rank-R.log')}` : '';
+  let logs = result.logDir !== null ? `; each rank's full output: ${join(result.logDir, 'rank-R.log')}` : '';
   if (result.aborted !== null) {
     return `plsc launch: received ${result.aborted}; stopped all ${result.workers.length} workers`;
   }
@@ -22,6 +22,8 @@ export function launchReport(result: LaunchResult): string | null {
   }
   const f = result.failure;
   if (f === null) return null;
+  const count = result.restarts.length;
+  if (count > 0) logs = `; no restarts left (${count} of --max-restarts ${count} used)${logs}`;
   const how = `rank ${f.rank} (local rank ${f.localRank}${f.pid !== undefined ? `, pid ${f.pid}` : ''}) ${describeOutcome(f)}`;
   const blame = result.blame;
   if (blame !== null && !blame.ranks.includes(f.rank)) {
@@ -48,7 +50,10 @@ export async function launchCommand(argv: string[]): Promise<number> {
     console.log(LAUNCH_USAGE);
     return 0;
   }
-  const result = await withStopSignals((signal) => launch({ ...options, signal }));
+  const elastic = options.elastic;
+  const result = await withStopSignals(async (signal) =>
+    elastic === undefined ? launch({ ...options, signal }) : (await import('./elastic.js')).launchElastic({ ...options, signal }, elastic),
+  );
   const report = launchReport(result);
   if (report !== null) console.error(report);
   return result.exitCode;

@@ -13,6 +13,7 @@ import { DEFAULT_MASTER_ADDR, DEFAULT_MASTER_PORT, LAUNCHER_PID_VAR, distributed
 import { blameIn, type Blame } from './fault-report.js';
 import { isStackFrame } from '../cli-kit/failure.js';
 import { checkNetworkInterface } from './interface.js';
+import { parseEndpoint, parseNodeRange, type ElasticSettings } from './elastic-options.js';
 
 export interface LaunchOptions {
   /** Workers on this node. */
@@ -52,6 +53,24 @@ export interface LaunchOptions {
   onOutput?: (line: WorkerOutputLine) => void;
   /** Aborting stops all workers (forwarding the abort reason when it is a signal name). */
   signal?: AbortSignal;
+  /**
+   * Times the whole group is started again after a worker failed (default 0, torchrun's
+   * --max-restarts). Workers see TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS.
+   */
+  maxRestarts?: number;
+  /** Told about each restart before it happens (default: a line on stderr). */
+  onRestart?: (restart: RestartRecord) => void;
+}
+
+/** A restart of the worker group after a failure. */
+export interface RestartRecord {
+  /** 1 for the first restart. */
+  restart: number;
+  maxRestarts: number;
+  /** The worker whose failure caused it. */
+  failure: WorkerOutcome;
+  /** The ranks the failed worker's last error blamed, if any. */
+  blame: Blame | null;
 }
 
 export interface WorkerOutputLine {
@@ -99,6 +118,8 @@ export interface LaunchResult {
   exitGrace: ExitGraceExpiry | null;
   /** Where each worker's complete output is (kept after a failure), or null. */
   logDir: string | null;
+  /** The restarts that happened before this (last) run of the group, oldest first. */
+  restarts: RestartRecord[];
 }
 
 /** How a worker ended, in words: "exited with code 3", "was killed by signal SIGKILL". */
@@ -151,6 +172,9 @@ export function validateLaunchOptions(options: LaunchOptions): Required<Pick<Lau
   if (!(gracePeriodMs >= 0)) throw new Error(`grace period must be >= 0 ms, got ${gracePeriodMs}`);
   if (!(exitGraceMs >= 0)) throw new Error(`--exit-grace must be >= 0 seconds, got ${exitGraceMs / 1000}`);
   if (options.masterPort !== undefined) validatePort(options.masterPort, '--master-port');
+  if (options.maxRestarts !== undefined && !(Number.isInteger(options.maxRestarts) && options.maxRestarts >= 0)) {
+    throw new Error(`--max-restarts must be a non-negative integer, got ${options.maxRestarts}`);
+  }
   if (options.command.length === 0) throw new Error('no command to launch (put it after --)');
   const workerIface = options.env?.GLOO_SOCKET_IFNAME ?? process.env.GLOO_SOCKET_IFNAME;
   if (options.iface !== undefined) checkNetworkInterface(options.iface, '--iface');
@@ -172,22 +196,87 @@ function defaultOutput(line: WorkerOutputLine): void {
   out.write(`[rank ${line.rank}] ${line.text}\n`);
 }
 
+/** The line printed for a restart (the default onRestart). */
+export function restartMessage(record: RestartRecord): string {
+  const f = record.failure;
+  const blamed = record.blame !== null && !record.blame.ranks.includes(f.rank) ? ` (its last error blames rank${record.blame.ranks.length > 1 ? 's' : ''} ${record.blame.ranks.join(', ')}: ${record.blame.what})` : '';
+  return `plsc launch: rank ${f.rank} (local rank ${f.localRank}${f.pid !== undefined ? `, pid ${f.pid}` : ''}) ${describeOutcome(f)}${blamed}; stopped the group; restart ${record.restart} of ${record.maxRestarts}`;
+}
+
 /**
  * Runs nprocPerNode workers of `command` and resolves when all have exited. Never rejects for a
- * worker's failure: the result says who failed and how.
+ * worker's failure: the result says who failed and how. With maxRestarts, a failed group is
+ * stopped and started again (every worker) while restarts remain.
  */
 export async function launch(options: LaunchOptions): Promise<LaunchResult> {
-  const { nnodes, nodeRank, gracePeriodMs, exitGraceMs } = validateLaunchOptions(options);
-  const nproc = options.nprocPerNode;
-  const warning = oversubscriptionWarning(nproc);
+  const { nnodes, nodeRank } = validateLaunchOptions(options);
+  const maxRestarts = options.maxRestarts ?? 0;
+  const warning = oversubscriptionWarning(options.nprocPerNode);
   if (warning !== null) process.stderr.write(`${warning}\n`);
   const defaultLogDir = options.logDir === undefined;
   const logDir: string | null = defaultLogDir ? mkdtempSync(join(tmpdir(), 'plsc-launch-')) : (options.logDir ?? null);
   if (logDir !== null && !defaultLogDir) mkdirSync(logDir, { recursive: true });
-  const showTraces = process.env.PLSC_DEBUG === '1';
-  const worldSize = nnodes * nproc;
   const masterAddr = options.masterAddr ?? DEFAULT_MASTER_ADDR;
-  const masterPort = options.masterPort ?? (nnodes === 1 ? await findFreePort(masterAddr) : DEFAULT_MASTER_PORT);
+  const restarts: RestartRecord[] = [];
+  const onRestart = options.onRestart ?? ((record: RestartRecord) => process.stderr.write(`${restartMessage(record)}\n`));
+  for (let restartCount = 0; ; restartCount++) {
+    // A single-node group without --master-port gets a fresh port each time (the old one may linger).
+    const masterPort = options.masterPort ?? (nnodes === 1 ? await findFreePort(masterAddr) : DEFAULT_MASTER_PORT);
+    const nproc = options.nprocPerNode;
+    const result = await runGroup(options, {
+      rankOffset: nodeRank * nproc,
+      worldSize: nnodes * nproc,
+      groupRank: nodeRank,
+      groupWorldSize: nnodes,
+      masterAddr,
+      masterPort,
+      restartCount,
+      maxRestarts,
+      logDir,
+      env: {},
+    });
+    const failed = result.failure;
+    if (failed === null || result.aborted !== null || restartCount >= maxRestarts || options.signal?.aborted === true) {
+      let keptLogDir = logDir;
+      if (logDir !== null && defaultLogDir && result.exitCode === 0) {
+        rmSync(logDir, { recursive: true, force: true });
+        keptLogDir = null;
+      }
+      return { ...result, logDir: keptLogDir, restarts };
+    }
+    const record: RestartRecord = { restart: restartCount + 1, maxRestarts, failure: failed, blame: result.blame };
+    restarts.push(record);
+    onRestart(record);
+  }
+}
+
+/** Where one run of the worker group places this node's workers. */
+export interface GroupPlacement {
+  /** Global rank of this node's local rank 0. */
+  rankOffset: number;
+  worldSize: number;
+  groupRank: number;
+  groupWorldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  /** TORCHELASTIC_RESTART_COUNT of this run. */
+  restartCount: number;
+  maxRestarts: number;
+  /** Each rank's output is appended to rank-R.log here (null: no logs). */
+  logDir: string | null;
+  /** More environment for the workers of this run. */
+  env: Readonly<Record<string, string>>;
+  /** Aborting stops the workers without counting as a failure (another node asked for a new round). */
+  stop?: AbortSignal;
+}
+
+/** One run of the worker group (no restarts): resolves when every worker has exited. */
+export async function runGroup(options: LaunchOptions, place: GroupPlacement): Promise<Omit<LaunchResult, 'restarts'> & { stoppedForRestart: boolean }> {
+  const { gracePeriodMs, exitGraceMs } = validateLaunchOptions(options);
+  const nproc = options.nprocPerNode;
+  const logDir = place.logDir;
+  const showTraces = process.env.PLSC_DEBUG === '1';
+  const { worldSize, masterAddr, masterPort } = place;
   const onOutput = options.onOutput ?? defaultOutput;
   const [file, args] = resolveCommand(options.command, options.args ?? []);
 
@@ -254,23 +343,35 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   };
   if (options.signal?.aborted) onAbort();
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  let stoppedForRestart = false;
+  const onStop = (): void => {
+    if (aborted !== null || failure !== null) return;
+    stoppedForRestart = true;
+    stopAll('SIGTERM');
+  };
+  if (place.stop?.aborted) onStop();
+  place.stop?.addEventListener('abort', onStop, { once: true });
 
-  for (let localRank = 0; localRank < nproc && aborted === null; localRank++) {
-    const rank = nodeRank * nproc + localRank;
+  for (let localRank = 0; localRank < nproc && aborted === null && !stoppedForRestart; localRank++) {
+    const rank = place.rankOffset + localRank;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...options.env,
-      ...distributedEnvVars({ rank, worldSize, localRank, localWorldSize: nproc, groupRank: nodeRank, masterAddr, masterPort }),
-      GROUP_WORLD_SIZE: String(nnodes),
+      ...place.env,
+      ...distributedEnvVars({ rank, worldSize, localRank, localWorldSize: nproc, groupRank: place.groupRank, masterAddr, masterPort }),
+      GROUP_WORLD_SIZE: String(place.groupWorldSize),
       [LAUNCHER_PID_VAR]: String(process.pid),
       ...(options.iface !== undefined ? { GLOO_SOCKET_IFNAME: options.iface } : {}),
+      TORCHELASTIC_RESTART_COUNT: String(place.restartCount),
+      TORCHELASTIC_MAX_RESTARTS: String(place.maxRestarts),
     };
     if (!userSetThreads && options.env?.PLSC_NUM_THREADS === undefined) env.PLSC_NUM_THREADS = threadsPerWorker(nproc);
     const outcome: WorkerOutcome = { rank, localRank, pid: undefined, exitCode: null, signal: null, stoppedByLauncher: false };
     const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     outcome.pid = child.pid;
-    const log = logDir === null ? null : createWriteStream(join(logDir, `rank-${rank}.log`));
+    const log = logDir === null ? null : createWriteStream(join(logDir, `rank-${rank}.log`), { flags: place.restartCount > 0 ? 'a' : 'w' });
     log?.on('error', () => undefined);
+    if (place.restartCount > 0) log?.write(`--- restart ${place.restartCount} of ${place.maxRestarts} ---\n`);
     if (log !== null) logs.push(log);
     const streamsClosed: Promise<void>[] = [];
     for (const stream of ['stdout', 'stderr'] as const) {
@@ -289,7 +390,7 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
     const exited = new Promise<void>((resolve) => {
       const finish = (): void => {
         const failed = outcome.spawnError !== undefined || outcome.signal !== null || (outcome.exitCode ?? 0) !== 0;
-        if (failed && !outcome.stoppedByLauncher && failure === null && aborted === null && exitGrace === null) {
+        if (failed && !outcome.stoppedByLauncher && failure === null && aborted === null && exitGrace === null && !stoppedForRestart) {
           failure = outcome;
           stopAll('SIGTERM');
         } else if (!failed) {
@@ -320,9 +421,10 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   if (killTimer !== null) clearTimeout(killTimer);
   if (exitGraceTimer !== null) clearTimeout(exitGraceTimer);
   options.signal?.removeEventListener('abort', onAbort);
+  place.stop?.removeEventListener('abort', onStop);
   const graceExpired = exitGrace as ExitGraceExpiry | null;
   // Anything a worker left in its process group (it exited, its children may not have).
-  if (failure !== null || aborted !== null || graceExpired !== null) for (const w of workers) signalGroup(w.outcome, 'SIGKILL');
+  if (failure !== null || aborted !== null || graceExpired !== null || stoppedForRestart) for (const w of workers) signalGroup(w.outcome, 'SIGKILL');
   await Promise.all(logs.map((log) => new Promise<void>((resolve) => log.end(() => resolve()))));
 
   const failed = failure as WorkerOutcome | null;
@@ -332,20 +434,17 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
     exitCode = failed.signal !== null ? 128 + signalNumber(failed.signal) : failed.exitCode && failed.exitCode > 0 ? failed.exitCode : 1;
   } else if (graceExpired !== null) exitCode = 1;
   const blame = failed !== null ? (blames.get(failed.rank) ?? null) : null;
-  let keptLogDir = logDir;
-  if (logDir !== null && defaultLogDir && exitCode === 0) {
-    rmSync(logDir, { recursive: true, force: true });
-    keptLogDir = null;
-  }
-  return { exitCode, failure: failed, aborted, workers: workers.map((w) => w.outcome), masterAddr, masterPort, blame, exitGrace: graceExpired, logDir: keptLogDir };
+  return { exitCode, failure: failed, aborted, workers: workers.map((w) => w.outcome), masterAddr, masterPort, blame, exitGrace: graceExpired, logDir, stoppedForRestart };
 }
 
 export interface ParsedLaunchArgs extends LaunchOptions {
   help: boolean;
+  /** Set by --rdzv-endpoint (and --nnodes MIN:MAX): an elastic launch (see elastic.ts). */
+  elastic?: ElasticSettings;
 }
 
 export const LAUNCH_USAGE = `usage: plsc launch --nproc-per-node N [--nnodes M --node-rank K] [--master-addr A] [--master-port P]
-                   [--iface NAME] [--grace-period-ms MS] [--exit-grace SECONDS] [--log-dir DIR] -- CMD [ARGS...]
+                   [--iface NAME] [--grace-period-ms MS] [--exit-grace SECONDS] [--log-dir DIR] [--max-restarts R] -- CMD [ARGS...]
 
 Starts N workers running CMD (a .js file runs under node) with RANK, WORLD_SIZE, LOCAL_RANK,
 LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR and MASTER_PORT set as torchrun sets them. Worker
@@ -360,7 +459,19 @@ Single node: the master port defaults to a free port. Several nodes: run one lau
 with the same --nnodes, --master-addr and --master-port (default 29500) and its own --node-rank.
 --iface NAME binds the workers' gloo connections to that network interface (GLOO_SOCKET_IFNAME;
 default: the interface of the route to --master-addr); the launch refuses one that does not exist,
-is down or has no address, listing the interfaces there are.`;
+is down or has no address, listing the interfaces there are.
+
+--max-restarts R: after a worker fails, the group is stopped and started again, up to R times
+(workers see TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS; plsc train resumes from the
+newest verified checkpoint on a restart); each restart is printed with the rank that failed.
+
+Elastic (torchrun's names): plsc launch --nproc-per-node N --nnodes MIN:MAX --rdzv-endpoint HOST:PORT
+  --rdzv-id ID [--rdzv-timeout SECONDS] [--rdzv-last-call SECONDS] --max-restarts R -- CMD ...
+on every host, no --node-rank: the launchers meet on a c10d store at HOST:PORT (hosted by the
+launcher on HOST), which numbers the nodes and fixes the world size for each round. When a worker
+fails or a host is lost, the others start a new round (a restart) without it once --rdzv-last-call
+(default 30 s) has passed with at least MIN hosts; a host that arrives later joins at the next
+restart. --rdzv-timeout (default 600 s) bounds every wait for MIN hosts or for a new round.`;
 
 function takeInteger(flag: string, value: string | undefined): number {
   if (value === undefined || !/^\d+$/.test(value)) throw new Error(`${flag} needs a non-negative integer, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`);
@@ -371,6 +482,11 @@ function takeInteger(flag: string, value: string | undefined): number {
 export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
   const parsed: ParsedLaunchArgs = { nprocPerNode: 0, command: '', args: [], help: false };
   let nprocSeen = false;
+  let nodeRange: { minNodes: number; maxNodes: number } | null = null;
+  let endpoint: { host: string; port: number } | null = null;
+  let rdzvId: string | undefined;
+  let rdzvTimeoutMs: number | undefined;
+  let rdzvLastCallMs: number | undefined;
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i] as string;
@@ -392,7 +508,22 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
         nprocSeen = true;
         break;
       case '--nnodes':
-        parsed.nnodes = takeInteger(flag, value);
+        if (value !== undefined && value.includes(':')) nodeRange = parseNodeRange(value);
+        else parsed.nnodes = takeInteger(flag, value);
+        break;
+      case '--rdzv-endpoint':
+        if (value === undefined || value === '') throw new Error(`${flag} needs HOST:PORT`);
+        endpoint = parseEndpoint(value);
+        break;
+      case '--rdzv-id':
+        if (value === undefined || !/^[\w.-]+$/.test(value)) throw new Error(`${flag} needs an id of letters, digits, '.', '_' or '-', got ${JSON.stringify(value ?? '')}`);
+        rdzvId = value;
+        break;
+      case '--rdzv-timeout':
+        rdzvTimeoutMs = takeInteger(flag, value) * 1000;
+        break;
+      case '--rdzv-last-call':
+        rdzvLastCallMs = takeInteger(flag, value) * 1000;
         break;
       case '--node-rank':
         parsed.nodeRank = takeInteger(flag, value);
@@ -414,6 +545,9 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
         if (value === undefined || value === '') throw new Error(`${flag} needs a network interface name`);
         parsed.iface = value;
         break;
+      case '--max-restarts':
+        parsed.maxRestarts = takeInteger(flag, value);
+        break;
       case '--log-dir':
         if (value === undefined || value === '') throw new Error(`${flag} needs a directory`);
         parsed.logDir = value;
@@ -423,6 +557,24 @@ export function parseLaunchArgs(argv: readonly string[]): ParsedLaunchArgs {
     }
   }
   if (!nprocSeen) throw new Error(`--nproc-per-node is required\n\n${LAUNCH_USAGE}`);
+  if (endpoint === null && (nodeRange !== null || rdzvId !== undefined || rdzvTimeoutMs !== undefined || rdzvLastCallMs !== undefined)) {
+    throw new Error(`${nodeRange !== null ? '--nnodes MIN:MAX' : '--rdzv-id, --rdzv-timeout and --rdzv-last-call'} need${nodeRange !== null ? 's' : ''} --rdzv-endpoint HOST:PORT (an elastic launch)`);
+  }
+  if (endpoint !== null) {
+    for (const [given, flag] of [[parsed.nodeRank, '--node-rank'], [parsed.masterAddr, '--master-addr'], [parsed.masterPort, '--master-port']] as const) {
+      if (given !== undefined) throw new Error(`${flag} cannot be combined with --rdzv-endpoint: the rendezvous assigns node ranks and the workers meet at the endpoint`);
+    }
+    const range = nodeRange ?? { minNodes: parsed.nnodes ?? 1, maxNodes: parsed.nnodes ?? 1 };
+    delete parsed.nnodes;
+    parsed.elastic = {
+      endpointHost: endpoint.host,
+      endpointPort: endpoint.port,
+      runId: rdzvId ?? 'none',
+      ...range,
+      ...(rdzvTimeoutMs !== undefined ? { timeoutMs: rdzvTimeoutMs } : {}),
+      ...(rdzvLastCallMs !== undefined ? { lastCallMs: rdzvLastCallMs } : {}),
+    };
+  }
   const rest = argv.slice(i);
   if (rest.length === 0) throw new Error(`no command to launch (put it after --)\n\n${LAUNCH_USAGE}`);
   parsed.command = rest[0] as string;

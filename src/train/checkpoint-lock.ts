@@ -18,6 +18,8 @@ export interface LockOwner {
   bootId: string | null;
   /** PLSC_JOB_ID, SLURM_JOB_ID or TORCHELASTIC_RUN_ID of the owner, if set. */
   jobId: string | null;
+  /** TORCHELASTIC_RESTART_COUNT of the owner (the round of an elastic job), if set. */
+  restart?: number | null;
   /** When the lock was taken (ISO 8601). */
   since: string;
   /** Unique per acquisition: release removes the file only while it still holds this token. */
@@ -65,6 +67,21 @@ function jobIdFromEnvironment(): string | null {
   return process.env.PLSC_JOB_ID ?? process.env.SLURM_JOB_ID ?? process.env.TORCHELASTIC_RUN_ID ?? null;
 }
 
+function restartFromEnvironment(): number | null {
+  const raw = process.env.TORCHELASTIC_RESTART_COUNT;
+  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : null;
+}
+
+/**
+ * A restarted group of the same job (an elastic job that lost a host: the old rank 0 may have run on
+ * it) takes over the lock of an earlier round, wherever that round ran.
+ */
+function earlierRoundOfThisJob(owner: LockOwner, me: LockOwner): string | null {
+  if (owner.jobId === null || owner.jobId !== me.jobId) return null;
+  if (typeof owner.restart !== 'number' || typeof me.restart !== 'number' || owner.restart >= me.restart) return null;
+  return `it was taken in round ${owner.restart} of this job (${owner.jobId}), which has been restarted (now round ${me.restart})`;
+}
+
 function thisProcess(): LockOwner {
   return {
     host: hostname(),
@@ -72,6 +89,7 @@ function thisProcess(): LockOwner {
     startTime: processStartTime(process.pid),
     bootId: bootId(),
     jobId: jobIdFromEnvironment(),
+    restart: restartFromEnvironment(),
     since: new Date().toISOString(),
     token: randomUUID(),
   };
@@ -97,6 +115,7 @@ function parseOwner(text: string): LockOwner | null {
       startTime: typeof value.startTime === 'string' ? value.startTime : null,
       bootId: typeof value.bootId === 'string' ? value.bootId : null,
       jobId: typeof value.jobId === 'string' ? value.jobId : null,
+      restart: typeof value.restart === 'number' ? value.restart : null,
       since: typeof value.since === 'string' ? value.since : 'an unknown time',
       token: value.token,
     };
@@ -240,7 +259,7 @@ export function acquireDirectoryLock(directory: string, role: string): Directory
       // A lock file is written whole before it appears; an unreadable one was damaged by hand or by a crash of the disk.
       throw new Error(`${role} ${absolute}: the lock file ${lockPath} is unreadable; if no job uses this directory, remove it and start again`);
     }
-    const stale = owner.pid === process.pid && owner.host === me.host && owner.startTime === me.startTime ? 'it was left by this process' : staleReason(owner);
+    const stale = owner.pid === process.pid && owner.host === me.host && owner.startTime === me.startTime ? 'it was left by this process' : (earlierRoundOfThisJob(owner, me) ?? staleReason(owner));
     if (stale !== null) {
       console.warn(`plsc: taking over the lock of ${role} ${absolute} from ${describeOwner(owner)}: ${stale}`);
       removeStaleLock(lockPath, text);

@@ -21,12 +21,14 @@ function formatSeconds(seconds: number): string {
 // ---------------------------------------------------------------------------------------------
 // plsc train
 
-export const TRAIN_USAGE = `usage: plsc train --config file.yaml [--set key=value ...] [--nproc N]
+export const TRAIN_USAGE = `usage: plsc train --config file.yaml [--set key=value ...] [--nproc N] [--max-restarts R]
 
   --config PATH     YAML file with the Entry setters' keys (classNum, lossType, model, dataset, ...)  (required)
   --set key=value   override one key (repeatable; the value is YAML: 0.1, true, [1, 0.5, 0], null;
                     nested keys with dots: dataset.imagesPerClass=8)
   --nproc N         start N local workers (same as --set workers=N); ignored under a launcher
+  --max-restarts R  with --nproc: start the workers again after one fails, up to R times, resuming
+                    from the newest verified checkpoint (same as --set maxRestarts=R)
 
 Under plsc launch (or torchrun, a Kubernetes / Slurm job script: RANK and WORLD_SIZE set) this
 process joins the group as one worker. Otherwise, with --nproc N > 1 or 'workers: N' in the config,
@@ -66,17 +68,19 @@ export async function trainCommand(argv: string[]): Promise<number> {
     config: { type: 'string', short: 'c' },
     set: { type: 'string', multiple: true },
     nproc: { type: 'string' },
+    'max-restarts': { type: 'string' },
   } as const;
   return runCommand({ name: 'train', usage: TRAIN_USAGE, options }, argv, async ({ values }) => {
     const configPath = required(values.config, 'config');
     const nproc = integerFlag(values.nproc, 'nproc', 1);
+    const maxRestarts = integerFlag(values['max-restarts'], 'max-restarts', 0);
     const { loadConfigFile } = await import('../config/train-config.js');
     const { readDistributedEnv } = await import('../distributed/env.js');
     let config: TrainConfig;
     let env;
     try {
       if (!existsSync(configPath)) throw new Error(`${resolve(configPath)}: no such config file`);
-      config = loadConfigFile(configPath, [...(values.set ?? []), ...(nproc !== undefined ? [`workers=${nproc}`] : [])]);
+      config = loadConfigFile(configPath, [...(values.set ?? []), ...(nproc !== undefined ? [`workers=${nproc}`] : []), ...(maxRestarts !== undefined ? [`maxRestarts=${maxRestarts}`] : [])]);
       env = readDistributedEnv();
     } catch (error) {
       throw new UsageError(error instanceof Error ? error.message : String(error), false);

@@ -144,6 +144,13 @@ export class Entry {
   setWorkers(workers: number): this {
     return this.set('workers', workers);
   }
+  /**
+   * With setWorkers(n > 1): after a worker fails, stop the workers and start them again up to this
+   * many times; each restart resumes from the newest verified checkpoint in the checkpoint dir.
+   */
+  setMaxRestarts(restarts: number): this {
+    return this.set('maxRestarts', restarts);
+  }
   /** Continue from a checkpoint directory, or 'latest' in the checkpoint dir. */
   setResume(checkpoint: string | null): this {
     return this.set('resume', checkpoint);
@@ -280,6 +287,7 @@ export async function trainInLocalWorkers(config: TrainConfig, options: LocalWor
     const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
     const outcome = await launch({
       nprocPerNode: config.workers,
+      maxRestarts: config.maxRestarts,
       command: worker,
       env: { PLSC_TRAIN_CONFIG: configPath, PLSC_TRAIN_RESULT: resultPath },
       ...(options.onOutput ? { onOutput: options.onOutput } : {}),
@@ -288,7 +296,8 @@ export async function trainInLocalWorkers(config: TrainConfig, options: LocalWor
     if (outcome.aborted !== null) throw new TrainingStopped(outcome.aborted, outcome.exitCode);
     if (outcome.exitCode !== 0) {
       const failure = outcome.failure;
-      throw new Error(`training failed${failure ? ` on rank ${failure.rank} (exit ${failure.exitCode ?? failure.signal})` : ''}`);
+      const restarts = outcome.restarts.length > 0 ? ` after ${outcome.restarts.length} restart${outcome.restarts.length > 1 ? 's' : ''} (no restarts left)` : '';
+      throw new Error(`training failed${failure ? ` on rank ${failure.rank} (exit ${failure.exitCode ?? failure.signal})` : ''}${restarts}`);
     }
     return JSON.parse(readFileSync(resultPath, 'utf8')) as TrainSummary;
   } finally {

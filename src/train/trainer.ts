@@ -46,6 +46,8 @@ import { CheckpointSaver } from './hooks/checkpoint-saver.js';
 import { PeriodicValidation } from './hooks/periodic-validation.js';
 import { FinalModelWriter } from './hooks/final-model.js';
 import { RunReport } from './hooks/run-report.js';
+import { resumeAfterRestart } from './restart-resume.js';
+import { describeWorldSizeChange, worldSizeChange } from './world-size-change.js';
 
 export interface PhaseTimes {
   data: number;
@@ -213,7 +215,13 @@ export class Trainer {
       backbone.train();
       const trainer = new Trainer(config, group, source, backbone);
       trainer.outputLocks = locks;
-      if (config.resume !== null) trainer.resumeFrom(resolveCheckpoint(config.resume, config.checkpointDir));
+      // A restarted group (TORCHELASTIC_RESTART_COUNT > 0) resumes from its newest verified checkpoint.
+      const resume = resumeAfterRestart(config.checkpointDir, config.resume, group);
+      if (resume !== null) {
+        const meta = trainer.resumeFrom(resolveCheckpoint(resume, config.checkpointDir));
+        const change = worldSizeChange(config, meta, group.worldSize, source.length);
+        if (change !== null && group.rank === 0 && options.quiet !== true) console.error(describeWorldSizeChange(change));
+      }
       return trainer;
     } catch (error) {
       for (const lock of locks) lock.release();
@@ -275,6 +283,7 @@ export class Trainer {
         meta: {
           numClasses: this.head.numClasses,
           embeddingSize: this.head.embeddingSize,
+          workers: this.group.worldSize,
           step: this.step,
           epoch,
           dataOrder: this.loader.state,
