@@ -8,6 +8,7 @@ import { endianness } from 'node:os';
 import type { DType } from './native.js';
 import { Tensor } from './tensor.js';
 import * as F from './ops.js';
+import './tensor-methods.js';
 
 /** A dtype name as it appears in a safetensors header. */
 export type SafetensorsDType = 'BOOL' | 'U8' | 'I8' | 'I16' | 'F16' | 'BF16' | 'I32' | 'F32' | 'F64' | 'I64';

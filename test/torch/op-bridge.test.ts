@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { native, type NativeTensor } from '../../src/torch/native.js';
-import { ops as F, op, tidy } from '../../src/index.js';
+import { ops as F, tidy } from '../../src/index.js';
+import { op } from '../../src/torch/dispatch.js';
 
 const NativeTensorClass = native.NativeTensor as new (...args: unknown[]) => NativeTensor;
 const addId = (): number => native.opLookup('aten::add', 'Tensor');
