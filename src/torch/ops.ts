@@ -1,6 +1,6 @@
 // The functional namespace: typed wrappers over aten:: operators (all through the one bridge).
 import { native, type DType } from './native.js';
-import { op, type OpArg } from './dispatch.js';
+import { op, type Op, type OpArg } from './dispatch.js';
 import { Tensor, type Shape, type TensorOrScalar, type TypedArray } from './tensor.js';
 import { customFunction } from './autograd.js';
 import { keep, tidy } from './scope.js';
@@ -232,6 +232,14 @@ export function set_(t: Tensor, source: Tensor): Tensor {
 }
 
 // ---- elementwise ------------------------------------------------------------------------------
+// The Tensor and Scalar overloads of a binary operator, resolved once.
+function binaryOverloads(name: string): { tensor: Op; scalar: Op } {
+  return { tensor: op(name, 'Tensor'), scalar: op(name, 'Scalar') };
+}
+const ADD = binaryOverloads('aten::add');
+const SUB = binaryOverloads('aten::sub');
+const MUL = binaryOverloads('aten::mul');
+const DIV = binaryOverloads('aten::div');
 function binary(name: string, a: Tensor, b: TensorOrScalar, ...rest: OpArg[]): Tensor {
   return b instanceof Tensor ? op(name, 'Tensor').tensor(a, b, ...rest) : op(name, 'Scalar').tensor(a, b, ...rest);
 }
@@ -240,17 +248,17 @@ function binaryInPlace(name: string, a: Tensor, b: TensorOrScalar, ...rest: OpAr
 }
 /** a + alpha * b */
 export function add(a: Tensor, b: TensorOrScalar, alpha = 1): Tensor {
-  return binary('aten::add', a, b, alpha);
+  return b instanceof Tensor ? ADD.tensor.tensor(a, b, alpha) : ADD.scalar.tensor(a, b, alpha);
 }
 /** a - alpha * b */
 export function sub(a: Tensor, b: TensorOrScalar, alpha = 1): Tensor {
-  return binary('aten::sub', a, b, alpha);
+  return b instanceof Tensor ? SUB.tensor.tensor(a, b, alpha) : SUB.scalar.tensor(a, b, alpha);
 }
 export function mul(a: Tensor, b: TensorOrScalar): Tensor {
-  return binary('aten::mul', a, b);
+  return b instanceof Tensor ? MUL.tensor.tensor(a, b) : MUL.scalar.tensor(a, b);
 }
 export function div(a: Tensor, b: TensorOrScalar): Tensor {
-  return binary('aten::div', a, b);
+  return b instanceof Tensor ? DIV.tensor.tensor(a, b) : DIV.scalar.tensor(a, b);
 }
 export function pow(a: Tensor, exponent: TensorOrScalar): Tensor {
   return exponent instanceof Tensor

@@ -1,7 +1,7 @@
 // The Tensor methods that run operators, installed on Tensor.prototype (the tfjs-core pattern):
 // tensor.ts stays free of ops.ts, and the method types join the Tensor class by declaration
 // merging. src/torch/index.ts imports this module, so any import of the package installs them.
-import type { DType } from './native.js';
+import { native, type DType } from './native.js';
 import { Tensor, type Shape, type TensorOrScalar, type TypedArray } from './tensor.js';
 import * as F from './ops.js';
 import { runBackward } from './autograd.js';
@@ -41,7 +41,7 @@ class TensorMethods {
         asFloat.dispose();
       }
     }
-    return bytesToTyped(this.handle.copyToBuffer(), this.dtype);
+    return bytesToTyped(native.tensorCopyToBuffer(this.handle), this.dtype);
   }
   /** The elements as plain numbers (int64 converted; exact below 2^53). */
   toArray(this: Tensor): number[] {
