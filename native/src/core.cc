@@ -286,8 +286,10 @@ constexpr uint64_t kSlotIndexBits = 24;
 constexpr uint64_t kSlotIndexMask = (uint64_t(1) << kSlotIndexBits) - 1;
 constexpr uint32_t kGenerationMask = (uint32_t(1) << 28) - 1;  // index and generation fit in 52 bits
 constexpr uint64_t kHandleBase = uint64_t(1) << 52;
-std::deque<TensorSlot> g_slots;  // a deque: growing it does not move the tensors callers hold
-std::vector<uint32_t> g_freeSlots;
+// A deque: growing it does not move the tensors callers hold. Never destroyed: at process exit
+// its tensors would be freed after the allocator they came from (a static) is gone.
+std::deque<TensorSlot>& g_slots = *new std::deque<TensorSlot>();
+std::vector<uint32_t>& g_freeSlots = *new std::vector<uint32_t>();
 
 double slotHandle(uint32_t index) {
   return double(kHandleBase | (uint64_t(g_slots[index].generation) << kSlotIndexBits) | index);
