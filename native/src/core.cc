@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <deque>
 #include <cstdlib>
 #include <list>
 #include <map>
@@ -270,260 +271,251 @@ bool parseDtype(const std::string& name, at::ScalarType* out) {
   return true;
 }
 
-class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
- public:
-  static Napi::FunctionReference constructor;
-  // Handles are recognised by their prototype: one pointer compare, where InstanceOf walks the
-  // chain and looks up Symbol.hasInstance (a measurable share of a small operator call).
-  static Napi::ObjectReference prototype;
-
-  static void Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function cls = DefineClass(
-        env, "NativeTensor",
-        {
-            InstanceMethod<&TensorHandle::Dispose>("dispose"),
-            InstanceAccessor<&TensorHandle::IsDisposed>("isDisposed"),
-            InstanceMethod<&TensorHandle::Shape>("shape"),
-            InstanceMethod<&TensorHandle::Strides>("strides"),
-            InstanceMethod<&TensorHandle::Dtype>("dtype"),
-            InstanceMethod<&TensorHandle::Device>("device"),
-            InstanceMethod<&TensorHandle::Numel>("numel"),
-            InstanceMethod<&TensorHandle::Dim>("dim"),
-            InstanceMethod<&TensorHandle::Item>("item"),
-            InstanceMethod<&TensorHandle::CopyToBuffer>("copyToBuffer"),
-            InstanceMethod<&TensorHandle::ViewBuffer>("viewBuffer"),
-            InstanceMethod<&TensorHandle::CopyFromBuffer>("copyFromBuffer"),
-            InstanceMethod<&TensorHandle::RequiresGrad>("requiresGrad"),
-            InstanceMethod<&TensorHandle::SetRequiresGrad>("setRequiresGrad"),
-            InstanceMethod<&TensorHandle::Grad>("grad"),
-            InstanceMethod<&TensorHandle::SetGrad>("setGrad"),
-            InstanceMethod<&TensorHandle::IsLeaf>("isLeaf"),
-            InstanceMethod<&TensorHandle::GradFn>("gradFn"),
-            InstanceMethod<&TensorHandle::StorageId>("storageId"),
-            InstanceMethod<&TensorHandle::IsContiguous>("isContiguous"),
-            InstanceMethod<&TensorHandle::RegisterHook>("registerHook"),
-            InstanceMethod<&TensorHandle::Retain>("retainGrad"),
-            InstanceMethod<&TensorHandle::ReportMemory>("reportMemory"),
-        });
-    constructor = Napi::Persistent(cls);
-    prototype = Napi::Persistent(cls.Get("prototype").As<Napi::Object>());
-    exports.Set("NativeTensor", cls);
-  }
-
-  // wrapTensor() hands the tensor over through `adopting` rather than an External argument: an
-  // External is a GC-tracked object with its own finalizer, and one was made per operator result.
-  static at::Tensor* adopting;
-
-  explicit TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
-    if (adopting == nullptr) {
-      throw Napi::TypeError::New(info.Env(), "NativeTensor cannot be constructed from JavaScript");
-    }
-    tensor_ = std::move(*adopting);
-    adopting = nullptr;
-  }
-
-  void Finalize(Napi::Env env) override { release(env); }
-
-  // The held tensor, or null once disposed.
-  const at::Tensor* held() const { return tensor_.defined() ? &tensor_ : nullptr; }
-
-  const at::Tensor& tensor(Napi::Env env, const std::string& what) const {
-    if (!tensor_.defined()) {
-      throw Napi::Error::New(env, what + ": tensor was already disposed");
-    }
-    return tensor_;
-  }
-
- private:
-  void release(Napi::Env env) {
-    tensor_.reset();
-    if (accounted_) {
-      int64_t bytes = unaccountStorage(env, accounted_);
-      accounted_ = c10::Storage();
-      if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
-    }
-  }
-
-  Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    release(info.Env());
-    return info.Env().Undefined();
-  }
-  // Tells V8 about the memory (once per storage) so that its GC collects forgotten handles. The
-  // JS side calls it when no tidy() scope owns the tensor any more: a scoped tensor cannot be
-  // collected before its scope ends anyway, and reporting the activations of every forward pass
-  // made V8 run a mark-compact per 64 MB of them.
-  Napi::Value ReportMemory(const Napi::CallbackInfo& info) {
-    if (!accounted_ && tensor_.defined() && tensor_.has_storage()) {
-      // Held (not just keyed by pointer) so the address cannot be reused while it is counted.
-      accounted_ = tensor_.storage();
-      int64_t bytes = accountStorage(info.Env(), accounted_);
-      if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), bytes);
-    }
-    return info.Env().Undefined();
-  }
-  Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), !tensor_.defined());
-  }
-  Napi::Value Shape(const Napi::CallbackInfo& info) {
-    const auto& t = tensor(info.Env(), "shape");
-    auto sizes = t.sizes();
-    auto out = Napi::Array::New(info.Env(), sizes.size());
-    for (size_t i = 0; i < sizes.size(); ++i) out.Set(i, Napi::Number::New(info.Env(), double(sizes[i])));
-    return out;
-  }
-  Napi::Value Strides(const Napi::CallbackInfo& info) {
-    const auto& t = tensor(info.Env(), "strides");
-    auto strides = t.strides();
-    auto out = Napi::Array::New(info.Env(), strides.size());
-    for (size_t i = 0; i < strides.size(); ++i) out.Set(i, Napi::Number::New(info.Env(), double(strides[i])));
-    return out;
-  }
-  Napi::Value Dtype(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), dtypeName(tensor(info.Env(), "dtype").scalar_type()));
-  }
-  Napi::Value Device(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), tensor(info.Env(), "device").device().str());
-  }
-  Napi::Value Numel(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), double(tensor(info.Env(), "numel").numel()));
-  }
-  Napi::Value Dim(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), double(tensor(info.Env(), "dim").dim()));
-  }
-  Napi::Value IsContiguous(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), tensor(info.Env(), "isContiguous").is_contiguous());
-  }
-  Napi::Value StorageId(const Napi::CallbackInfo& info) {
-    const auto& t = tensor(info.Env(), "storageId");
-    return Napi::Number::New(info.Env(), double(reinterpret_cast<uintptr_t>(t.storage().unsafeGetStorageImpl())));
-  }
-  Napi::Value Item(const Napi::CallbackInfo& info) {
-    try {
-      const auto& t = tensor(info.Env(), "item");
-      at::Scalar s = t.item();
-      if (s.isBoolean()) return Napi::Boolean::New(info.Env(), s.toBool());
-      if (s.isIntegral(false)) return Napi::Number::New(info.Env(), double(s.toLong()));
-      return Napi::Number::New(info.Env(), s.toDouble());
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      rethrowAsJs(info.Env(), "item");
-    }
-  }
-  // A fresh JS-owned ArrayBuffer holding a contiguous CPU copy.
-  Napi::Value CopyToBuffer(const Napi::CallbackInfo& info) {
-    try {
-      at::Tensor t = tensor(info.Env(), "copyToBuffer").detach().to(at::kCPU).contiguous();
-      size_t nbytes = t.numel() * t.element_size();
-      auto buffer = Napi::ArrayBuffer::New(info.Env(), nbytes);
-      if (nbytes > 0) std::memcpy(buffer.Data(), t.data_ptr(), nbytes);
-      return buffer;
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      rethrowAsJs(info.Env(), "copyToBuffer");
-    }
-  }
-  // An ArrayBuffer over the tensor's own memory (contiguous CPU tensors only); keeps it alive.
-  Napi::Value ViewBuffer(const Napi::CallbackInfo& info) {
-    const auto& t = tensor(info.Env(), "viewBuffer");
-    if (!t.is_cpu() || !t.is_contiguous()) {
-      throw Napi::Error::New(info.Env(), "viewBuffer: needs a contiguous CPU tensor");
-    }
-    size_t nbytes = t.numel() * t.element_size();
-    if (nbytes == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
-    auto* keep = new at::Tensor(t);
-    return Napi::ArrayBuffer::New(info.Env(), t.data_ptr(), nbytes,
-                                  [](Napi::Env, void*, at::Tensor* kept) { delete kept; }, keep);
-  }
-  // Copies bytes from a typed array / ArrayBuffer into this (contiguous CPU) tensor.
-  Napi::Value CopyFromBuffer(const Napi::CallbackInfo& info) {
-    const auto& t = tensor(info.Env(), "copyFromBuffer");
-    if (!t.is_cpu() || !t.is_contiguous()) {
-      throw Napi::Error::New(info.Env(), "copyFromBuffer: needs a contiguous CPU tensor");
-    }
-    const uint8_t* src = nullptr;
-    size_t length = 0;
-    if (info[0].IsTypedArray()) {
-      auto ta = info[0].As<Napi::TypedArray>();
-      src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-      length = ta.ByteLength();
-    } else if (info[0].IsArrayBuffer()) {
-      auto ab = info[0].As<Napi::ArrayBuffer>();
-      src = static_cast<const uint8_t*>(ab.Data());
-      length = ab.ByteLength();
-    } else {
-      throw Napi::TypeError::New(info.Env(), "copyFromBuffer: expected a typed array or ArrayBuffer");
-    }
-    size_t nbytes = t.numel() * t.element_size();
-    if (length != nbytes) {
-      throw Napi::RangeError::New(info.Env(), "copyFromBuffer: got " + std::to_string(length) +
-                                                   " bytes for a tensor of " + std::to_string(nbytes));
-    }
-    if (nbytes > 0) std::memcpy(t.data_ptr(), src, nbytes);
-    return info.Env().Undefined();
-  }
-  Napi::Value RequiresGrad(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), tensor(info.Env(), "requiresGrad").requires_grad());
-  }
-  Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
-    try {
-      at::Tensor t = tensor(info.Env(), "requiresGrad_");
-      t.requires_grad_(info[0].ToBoolean().Value());
-      return info.Env().Undefined();
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      rethrowAsJs(info.Env(), "requiresGrad_");
-    }
-  }
-  Napi::Value Grad(const Napi::CallbackInfo& info) {
-    return wrapTensor(info.Env(), tensor(info.Env(), "grad").grad());
-  }
-  Napi::Value SetGrad(const Napi::CallbackInfo& info) {
-    try {
-      at::Tensor t = tensor(info.Env(), "setGrad");
-      if (info[0].IsNull() || info[0].IsUndefined()) {
-        t.mutable_grad().reset();
-      } else {
-        t.mutable_grad() = unwrapTensor(info[0], "setGrad");
-      }
-      return info.Env().Undefined();
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      rethrowAsJs(info.Env(), "setGrad");
-    }
-  }
-  Napi::Value IsLeaf(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), tensor(info.Env(), "isLeaf").is_leaf());
-  }
-  Napi::Value GradFn(const Napi::CallbackInfo& info) {
-    const auto& fn = tensor(info.Env(), "gradFn").grad_fn();
-    if (!fn) return info.Env().Null();
-    return Napi::String::New(info.Env(), fn->name());
-  }
-  Napi::Value Retain(const Napi::CallbackInfo& info) {
-    try {
-      at::Tensor t = tensor(info.Env(), "retainGrad");
-      t.retain_grad();
-      return info.Env().Undefined();
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      rethrowAsJs(info.Env(), "retainGrad");
-    }
-  }
-  // Calls fn(grad) on the main thread while backward runs; fn may return a replacement gradient.
-  Napi::Value RegisterHook(const Napi::CallbackInfo& info);
-
-  at::Tensor tensor_;
-  c10::Storage accounted_;
+// JS holds a tensor as a number: 2^52 + the index of a slot in this table + the slot's generation
+// (bumped at each release, so a stale number is refused instead of reaching a newer tensor). The
+// 2^52 offset keeps handles apart from the numbers JS passes as ordinary arguments. A
+// handle object per tensor (napi_wrap, a reference and a GC finalizer each) cost more than the
+// operator itself for small tensors; the JS Tensor frees its slot by dispose(), by its tidy()
+// scope, or through a FinalizationRegistry once no scope owns it. Used on the JS thread only.
+struct TensorSlot {
+  at::Tensor tensor;
+  c10::Storage accounted;  // the storage counted in V8's external memory, if any
+  uint32_t generation = 0;
 };
+constexpr uint64_t kSlotIndexBits = 24;
+constexpr uint64_t kSlotIndexMask = (uint64_t(1) << kSlotIndexBits) - 1;
+constexpr uint32_t kGenerationMask = (uint32_t(1) << 28) - 1;  // index and generation fit in 52 bits
+constexpr uint64_t kHandleBase = uint64_t(1) << 52;
+// A deque: growing it does not move the tensors callers hold. Never destroyed: at process exit
+// its tensors would be freed after the allocator they came from (a static) is gone.
+std::deque<TensorSlot>& g_slots = *new std::deque<TensorSlot>();
+std::vector<uint32_t>& g_freeSlots = *new std::vector<uint32_t>();
 
-Napi::FunctionReference TensorHandle::constructor;
-at::Tensor* TensorHandle::adopting = nullptr;
-Napi::ObjectReference TensorHandle::prototype;
+double slotHandle(uint32_t index) {
+  return double(kHandleBase | (uint64_t(g_slots[index].generation) << kSlotIndexBits) | index);
+}
+
+bool looksLikeHandle(const Napi::Value& value) {
+  if (!value.IsNumber()) return false;
+  double number = value.As<Napi::Number>().DoubleValue();
+  return number >= double(kHandleBase) && number < double(kHandleBase << 1) && number == double(uint64_t(number));
+}
+
+// The live slot a JS value names, or null.
+TensorSlot* findSlot(const Napi::Value& value) {
+  if (!looksLikeHandle(value)) return nullptr;
+  uint64_t handle = uint64_t(value.As<Napi::Number>().DoubleValue()) - kHandleBase;
+  uint64_t index = handle & kSlotIndexMask;
+  if (index >= g_slots.size()) return nullptr;
+  TensorSlot& slot = g_slots[index];
+  if (uint64_t(slot.generation) != (handle >> kSlotIndexBits) || !slot.tensor.defined()) return nullptr;
+  return &slot;
+}
+
+void releaseSlot(Napi::Env env, TensorSlot& slot, uint32_t index) {
+  slot.tensor.reset();
+  slot.generation = (slot.generation + 1) & kGenerationMask;
+  if (slot.accounted) {
+    int64_t bytes = unaccountStorage(env, slot.accounted);
+    slot.accounted = c10::Storage();
+    if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+  }
+  g_freeSlots.push_back(index);
+}
+
+const at::Tensor& slotTensor(const Napi::CallbackInfo& info, const char* what) {
+  TensorSlot* slot = findSlot(info[0]);
+  if (slot == nullptr) {
+    if (looksLikeHandle(info[0])) throw Napi::Error::New(info.Env(), std::string(what) + ": tensor was already disposed");
+    throw Napi::TypeError::New(info.Env(), std::string(what) + ": expected a tensor handle");
+  }
+  return slot->tensor;
+}
+
+// tensorRelease(handle): frees the slot now; a stale or unknown handle is ignored (idempotent).
+Napi::Value TensorRelease(const Napi::CallbackInfo& info) {
+  TensorSlot* slot = findSlot(info[0]);
+  if (slot != nullptr) {
+    uint64_t handle = uint64_t(info[0].As<Napi::Number>().DoubleValue()) - kHandleBase;
+    releaseSlot(info.Env(), *slot, uint32_t(handle & kSlotIndexMask));
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorIsLive(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), findSlot(info[0]) != nullptr);
+}
+
+// Tells V8 about the memory (once per storage) so that its GC collects forgotten tensors. The
+// JS side calls it when no tidy() scope owns the tensor any more: a scoped tensor cannot be
+// collected before its scope ends anyway, and reporting the activations of every forward pass
+// made V8 run a mark-compact per 64 MB of them.
+Napi::Value TensorReportMemory(const Napi::CallbackInfo& info) {
+  TensorSlot* slot = findSlot(info[0]);
+  if (slot != nullptr && !slot->accounted && slot->tensor.has_storage()) {
+    // Held (not just keyed by pointer) so the address cannot be reused while it is counted.
+    slot->accounted = slot->tensor.storage();
+    int64_t bytes = accountStorage(info.Env(), slot->accounted);
+    if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), bytes);
+  }
+  return info.Env().Undefined();
+}
+
+// Live slots, for tests of lifetime.
+Napi::Value TensorLiveCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(g_slots.size() - g_freeSlots.size()));
+}
+
+Napi::Value TensorShape(const Napi::CallbackInfo& info) {
+  const auto& t = slotTensor(info, "shape");
+  auto sizes = t.sizes();
+  auto out = Napi::Array::New(info.Env(), sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) out.Set(i, Napi::Number::New(info.Env(), double(sizes[i])));
+  return out;
+}
+Napi::Value TensorStrides(const Napi::CallbackInfo& info) {
+  const auto& t = slotTensor(info, "strides");
+  auto strides = t.strides();
+  auto out = Napi::Array::New(info.Env(), strides.size());
+  for (size_t i = 0; i < strides.size(); ++i) out.Set(i, Napi::Number::New(info.Env(), double(strides[i])));
+  return out;
+}
+Napi::Value TensorDtype(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtypeName(slotTensor(info, "dtype").scalar_type()));
+}
+Napi::Value TensorDevice(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), slotTensor(info, "device").device().str());
+}
+Napi::Value TensorNumel(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(slotTensor(info, "numel").numel()));
+}
+Napi::Value TensorDim(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(slotTensor(info, "dim").dim()));
+}
+Napi::Value TensorIsContiguous(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), slotTensor(info, "isContiguous").is_contiguous());
+}
+Napi::Value TensorStorageId(const Napi::CallbackInfo& info) {
+  const auto& t = slotTensor(info, "storageId");
+  return Napi::Number::New(info.Env(), double(reinterpret_cast<uintptr_t>(t.storage().unsafeGetStorageImpl())));
+}
+Napi::Value TensorItem(const Napi::CallbackInfo& info) {
+  try {
+    const auto& t = slotTensor(info, "item");
+    at::Scalar s = t.item();
+    if (s.isBoolean()) return Napi::Boolean::New(info.Env(), s.toBool());
+    if (s.isIntegral(false)) return Napi::Number::New(info.Env(), double(s.toLong()));
+    return Napi::Number::New(info.Env(), s.toDouble());
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    rethrowAsJs(info.Env(), "item");
+  }
+}
+// A fresh JS-owned ArrayBuffer holding a contiguous CPU copy.
+Napi::Value TensorCopyToBuffer(const Napi::CallbackInfo& info) {
+  try {
+    at::Tensor t = slotTensor(info, "copyToBuffer").detach().to(at::kCPU).contiguous();
+    size_t nbytes = t.numel() * t.element_size();
+    auto buffer = Napi::ArrayBuffer::New(info.Env(), nbytes);
+    if (nbytes > 0) std::memcpy(buffer.Data(), t.data_ptr(), nbytes);
+    return buffer;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    rethrowAsJs(info.Env(), "copyToBuffer");
+  }
+}
+// An ArrayBuffer over the tensor's own memory (contiguous CPU tensors only); keeps it alive.
+Napi::Value TensorViewBuffer(const Napi::CallbackInfo& info) {
+  const auto& t = slotTensor(info, "viewBuffer");
+  if (!t.is_cpu() || !t.is_contiguous()) {
+    throw Napi::Error::New(info.Env(), "viewBuffer: needs a contiguous CPU tensor");
+  }
+  size_t nbytes = t.numel() * t.element_size();
+  if (nbytes == 0) return Napi::ArrayBuffer::New(info.Env(), 0);
+  auto* keep = new at::Tensor(t);
+  return Napi::ArrayBuffer::New(info.Env(), t.data_ptr(), nbytes,
+                                [](Napi::Env, void*, at::Tensor* kept) { delete kept; }, keep);
+}
+// Copies bytes from a typed array / ArrayBuffer into this (contiguous CPU) tensor.
+Napi::Value TensorCopyFromBuffer(const Napi::CallbackInfo& info) {
+  const auto& t = slotTensor(info, "copyFromBuffer");
+  if (!t.is_cpu() || !t.is_contiguous()) {
+    throw Napi::Error::New(info.Env(), "copyFromBuffer: needs a contiguous CPU tensor");
+  }
+  const uint8_t* src = nullptr;
+  size_t length = 0;
+  if (info[1].IsTypedArray()) {
+    auto ta = info[1].As<Napi::TypedArray>();
+    src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    length = ta.ByteLength();
+  } else if (info[1].IsArrayBuffer()) {
+    auto ab = info[1].As<Napi::ArrayBuffer>();
+    src = static_cast<const uint8_t*>(ab.Data());
+    length = ab.ByteLength();
+  } else {
+    throw Napi::TypeError::New(info.Env(), "copyFromBuffer: expected a typed array or ArrayBuffer");
+  }
+  size_t nbytes = t.numel() * t.element_size();
+  if (length != nbytes) {
+    throw Napi::RangeError::New(info.Env(), "copyFromBuffer: got " + std::to_string(length) +
+                                                 " bytes for a tensor of " + std::to_string(nbytes));
+  }
+  if (nbytes > 0) std::memcpy(t.data_ptr(), src, nbytes);
+  return info.Env().Undefined();
+}
+Napi::Value TensorRequiresGrad(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), slotTensor(info, "requiresGrad").requires_grad());
+}
+Napi::Value TensorSetRequiresGrad(const Napi::CallbackInfo& info) {
+  try {
+    at::Tensor t = slotTensor(info, "requiresGrad_");
+    t.requires_grad_(info[1].ToBoolean().Value());
+    return info.Env().Undefined();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    rethrowAsJs(info.Env(), "requiresGrad_");
+  }
+}
+Napi::Value TensorGrad(const Napi::CallbackInfo& info) {
+  return wrapTensor(info.Env(), slotTensor(info, "grad").grad());
+}
+Napi::Value TensorSetGrad(const Napi::CallbackInfo& info) {
+  try {
+    at::Tensor t = slotTensor(info, "setGrad");
+    if (info[1].IsNull() || info[1].IsUndefined()) {
+      t.mutable_grad().reset();
+    } else {
+      t.mutable_grad() = unwrapTensor(info[1], "setGrad");
+    }
+    return info.Env().Undefined();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    rethrowAsJs(info.Env(), "setGrad");
+  }
+}
+Napi::Value TensorIsLeaf(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), slotTensor(info, "isLeaf").is_leaf());
+}
+Napi::Value TensorGradFn(const Napi::CallbackInfo& info) {
+  const auto& fn = slotTensor(info, "gradFn").grad_fn();
+  if (!fn) return info.Env().Null();
+  return Napi::String::New(info.Env(), fn->name());
+}
+Napi::Value TensorRetain(const Napi::CallbackInfo& info) {
+  try {
+    at::Tensor t = slotTensor(info, "retainGrad");
+    t.retain_grad();
+    return info.Env().Undefined();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    rethrowAsJs(info.Env(), "retainGrad");
+  }
+}
 
 // A JS function kept alive by C++ objects that may die on any thread.
 struct SharedJsFunction {
@@ -554,10 +546,12 @@ at::Tensor callJsGradientFunction(SharedJsFunction& fn, const char* what, const 
   return unwrapTensor(result, what);
 }
 
-Napi::Value TensorHandle::RegisterHook(const Napi::CallbackInfo& info) {
-  at::Tensor t = tensor(info.Env(), "registerHook");
-  if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "registerHook: expected a function");
-  auto fn = makeSharedFunction(info[0].As<Napi::Function>());
+// tensorRegisterHook(handle, fn): calls fn(grad) on the main thread while backward runs; fn may
+// return a replacement gradient.
+Napi::Value TensorRegisterHook(const Napi::CallbackInfo& info) {
+  at::Tensor t = slotTensor(info, "registerHook");
+  if (!info[1].IsFunction()) throw Napi::TypeError::New(info.Env(), "registerHook: expected a function");
+  auto fn = makeSharedFunction(info[1].As<Napi::Function>());
   try {
     unsigned id = t.register_hook([fn](const at::Tensor& grad) -> at::Tensor {
       return callJsGradientFunction(*fn, "tensor hook", grad);
@@ -602,10 +596,9 @@ c10::IValue toIValue(Napi::Env env, const OpEntry& op, const c10::Argument& arg,
 // A tensor argument; the error text is built only when it is not a live handle (this runs for
 // every tensor of every operator call).
 const at::Tensor& tensorArg(Napi::Env env, const OpEntry& op, const c10::Argument& arg, const Napi::Value& v) {
-  if (!isTensorHandle(v)) argError(env, op, arg, "expected a tensor");
-  const at::Tensor* held = TensorHandle::Unwrap(v.As<Napi::Object>())->held();
-  if (held == nullptr) argError(env, op, arg, "tensor was already disposed");
-  return *held;
+  TensorSlot* slot = findSlot(v);
+  if (slot == nullptr) argError(env, op, arg, looksLikeHandle(v) ? "tensor was already disposed" : "expected a tensor");
+  return slot->tensor;
 }
 
 c10::IValue toList(Napi::Env env, const OpEntry& op, const c10::Argument& arg, const c10::TypePtr& elem,
@@ -802,16 +795,18 @@ Napi::Value OpCall(const Napi::CallbackInfo& info) {
   const OpEntry& op = g_ops[id];
   const auto& schema = op.handle.schema();
   const auto& args = schema.arguments();
-  Napi::Array jsArgs = info[1].IsArray() ? info[1].As<Napi::Array>() : Napi::Array::New(env, 0);
-  if (jsArgs.Length() > args.size()) {
+  // The operator's arguments follow the id as arguments of this call: reading info[i] is much
+  // cheaper than napi_get_element on an array.
+  size_t given = info.Length() - 1;
+  if (given > args.size()) {
     throw Napi::TypeError::New(env, op.name + ": takes at most " + std::to_string(args.size()) + " arguments, got " +
-                                        std::to_string(jsArgs.Length()));
+                                        std::to_string(given));
   }
   torch::jit::Stack stack;
   stack.reserve(args.size());
   for (size_t i = 0; i < args.size(); ++i) {
     const auto& arg = args[i];
-    Napi::Value v = i < jsArgs.Length() ? jsArgs.Get(i) : env.Undefined();
+    Napi::Value v = info[i + 1];
     if (v.IsUndefined()) {
       if (arg.default_value()) {
         stack.push_back(*arg.default_value());
@@ -1074,26 +1069,28 @@ Napi::Value Config(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------
 Napi::Value wrapTensor(Napi::Env env, at::Tensor tensor) {
   if (!tensor.defined()) return env.Null();
-  TensorHandle::adopting = &tensor;
-  try {
-    Napi::Object handle = TensorHandle::constructor.New({});
-    return handle;
-  } catch (...) {
-    TensorHandle::adopting = nullptr;
-    throw;
+  uint32_t index;
+  if (!g_freeSlots.empty()) {
+    index = g_freeSlots.back();
+    g_freeSlots.pop_back();
+  } else {
+    if (g_slots.size() > kSlotIndexMask) throw Napi::Error::New(env, "too many live tensors (2^24)");
+    index = uint32_t(g_slots.size());
+    g_slots.emplace_back();
   }
+  g_slots[index].tensor = std::move(tensor);
+  return Napi::Number::New(env, slotHandle(index));
 }
 
-bool isTensorHandle(const Napi::Value& value) {
-  napi_value proto = nullptr;
-  if (!value.IsObject() || napi_get_prototype(value.Env(), value, &proto) != napi_ok) return false;
-  bool same = false;
-  return napi_strict_equals(value.Env(), proto, TensorHandle::prototype.Value(), &same) == napi_ok && same;
-}
+bool isTensorHandle(const Napi::Value& value) { return findSlot(value) != nullptr; }
 
 const at::Tensor& unwrapTensor(const Napi::Value& value, const std::string& what) {
-  if (!isTensorHandle(value)) throw Napi::TypeError::New(value.Env(), what + ": expected a tensor");
-  return TensorHandle::Unwrap(value.As<Napi::Object>())->tensor(value.Env(), what);
+  TensorSlot* slot = findSlot(value);
+  if (slot == nullptr) {
+    if (looksLikeHandle(value)) throw Napi::Error::New(value.Env(), what + ": tensor was already disposed");
+    throw Napi::TypeError::New(value.Env(), what + ": expected a tensor");
+  }
+  return slot->tensor;
 }
 
 void rethrowAsJs(Napi::Env env, const std::string& context) {
@@ -1138,7 +1135,30 @@ void drainReleases() {
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   plsc::g_mainThread = std::this_thread::get_id();
   plsc::installAllocatorPolicy();
-  plsc::TensorHandle::Init(env, exports);
+  exports.Set("tensorRelease", Napi::Function::New(env, plsc::TensorRelease));
+  exports.Set("tensorIsLive", Napi::Function::New(env, plsc::TensorIsLive));
+  exports.Set("tensorReportMemory", Napi::Function::New(env, plsc::TensorReportMemory));
+  exports.Set("tensorLiveCount", Napi::Function::New(env, plsc::TensorLiveCount));
+  exports.Set("tensorShape", Napi::Function::New(env, plsc::TensorShape));
+  exports.Set("tensorStrides", Napi::Function::New(env, plsc::TensorStrides));
+  exports.Set("tensorDtype", Napi::Function::New(env, plsc::TensorDtype));
+  exports.Set("tensorDevice", Napi::Function::New(env, plsc::TensorDevice));
+  exports.Set("tensorNumel", Napi::Function::New(env, plsc::TensorNumel));
+  exports.Set("tensorDim", Napi::Function::New(env, plsc::TensorDim));
+  exports.Set("tensorIsContiguous", Napi::Function::New(env, plsc::TensorIsContiguous));
+  exports.Set("tensorStorageId", Napi::Function::New(env, plsc::TensorStorageId));
+  exports.Set("tensorItem", Napi::Function::New(env, plsc::TensorItem));
+  exports.Set("tensorCopyToBuffer", Napi::Function::New(env, plsc::TensorCopyToBuffer));
+  exports.Set("tensorViewBuffer", Napi::Function::New(env, plsc::TensorViewBuffer));
+  exports.Set("tensorCopyFromBuffer", Napi::Function::New(env, plsc::TensorCopyFromBuffer));
+  exports.Set("tensorRequiresGrad", Napi::Function::New(env, plsc::TensorRequiresGrad));
+  exports.Set("tensorSetRequiresGrad", Napi::Function::New(env, plsc::TensorSetRequiresGrad));
+  exports.Set("tensorGrad", Napi::Function::New(env, plsc::TensorGrad));
+  exports.Set("tensorSetGrad", Napi::Function::New(env, plsc::TensorSetGrad));
+  exports.Set("tensorIsLeaf", Napi::Function::New(env, plsc::TensorIsLeaf));
+  exports.Set("tensorGradFn", Napi::Function::New(env, plsc::TensorGradFn));
+  exports.Set("tensorRetainGrad", Napi::Function::New(env, plsc::TensorRetain));
+  exports.Set("tensorRegisterHook", Napi::Function::New(env, plsc::TensorRegisterHook));
   exports.Set("opLookup", Napi::Function::New(env, plsc::OpLookup));
   exports.Set("opSchema", Napi::Function::New(env, plsc::OpSchema));
   exports.Set("opCall", Napi::Function::New(env, plsc::OpCall));

@@ -3,6 +3,7 @@
 // the same error (naming the rank) or all go on. No rank is left waiting in a large collective for a
 // peer that gave up.
 import * as F from '../torch/ops.js';
+import '../torch/tensor-methods.js';
 import { tidy } from '../torch/scope.js';
 import type { ProcessGroup } from './process-group.js';
 

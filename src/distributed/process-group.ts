@@ -3,6 +3,7 @@
 import { native, type NativeTensor } from '../torch/native.js';
 import { Tensor } from '../torch/tensor.js';
 import * as ops from '../torch/ops.js';
+import '../torch/tensor-methods.js';
 import { readDistributedEnv, readMillisecondsEnv, validatePort } from './env.js';
 import { Work, type NativeWorkHandle } from './work.js';
 import { watchLauncher } from './lifeline.js';

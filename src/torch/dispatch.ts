@@ -1,5 +1,5 @@
 // Calls aten:: operators through the native boxed-dispatcher bridge, translating Tensor <-> handle.
-import { native, type NativeArg, type NativeTensor, type NativeValue } from './native.js';
+import { isNativeTensor, native, type NativeArg, type NativeValue } from './native.js';
 import { Tensor } from './tensor.js';
 
 /** A value an operator accepts: tensors, numbers, booleans, strings (dtypes, devices), lists, null. */
@@ -8,6 +8,7 @@ export type OpArg = Tensor | number | boolean | string | null | undefined | read
 export type OpResult = Tensor | number | boolean | string | null | OpResult[];
 
 function toNative(arg: OpArg): NativeArg {
+  if (typeof arg !== 'object' || arg === null) return arg;
   if (arg instanceof Tensor) return arg.handle;
   if (Array.isArray(arg)) return (arg as readonly OpArg[]).map(toNative);
   return arg as NativeArg;
@@ -18,10 +19,6 @@ function packArgs(args: readonly OpArg[]): NativeArg[] {
   const packed: NativeArg[] = new Array(args.length);
   for (let i = 0; i < args.length; i++) packed[i] = toNative(args[i]);
   return packed;
-}
-
-function isNativeTensor(value: NativeValue): value is NativeTensor {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function fromNative(value: NativeValue): OpResult {
@@ -97,18 +94,26 @@ export class Op {
   }
 
   call(args: readonly OpArg[]): OpResult {
-    const nativeArgs = packArgs(args);
+    return fromNative(this.invoke(packArgs(args)));
+  }
+
+  // Runs the operator on arguments already in native form (an array this call may keep).
+  private invoke(nativeArgs: NativeArg[]): NativeValue {
     const id = this.id >= 0 ? this.id : this.resolve();
-    if (activeProfile === null) return fromNative(native.opCall(id, nativeArgs));
+    if (activeProfile === null) return native.opCall(id, ...nativeArgs);
     const start = process.hrtime.bigint();
-    const out = native.opCall(id, nativeArgs);
+    const out = native.opCall(id, ...nativeArgs);
     record(this.key, start);
-    return fromNative(out);
+    return out;
   }
 
   /** Calls an operator that returns one tensor. */
   tensor(...args: OpArg[]): Tensor {
-    return this.call(args) as Tensor;
+    // The rest array is this call's own: convert it in place rather than allocate another.
+    const nativeArgs = args as NativeArg[];
+    for (let i = 0; i < args.length; i++) nativeArgs[i] = toNative(args[i]);
+    const out = this.invoke(nativeArgs);
+    return (isNativeTensor(out) ? Tensor.fromHandle(out) : fromNative(out)) as Tensor;
   }
 
   /** Calls an operator that returns a tuple or list of tensors. */
@@ -121,24 +126,26 @@ export class Op {
     const nativeArgs: NativeArg[] = new Array(rest.length + 1);
     nativeArgs[0] = self.handle;
     for (let i = 0; i < rest.length; i++) nativeArgs[i + 1] = toNative(rest[i]);
-    const id = this.id >= 0 ? this.id : this.resolve();
-    const start = activeProfile === null ? 0n : process.hrtime.bigint();
-    const out = native.opCall(id, nativeArgs);
-    if (activeProfile !== null) record(this.key, start);
-    if (isNativeTensor(out)) out.dispose();
+    const out = this.invoke(nativeArgs);
+    if (isNativeTensor(out)) native.tensorRelease(out);
     return self;
   }
 }
 
-const opCache = new Map<string, Op>();
+// Keyed by name, then overload: looking up two literals hashes no new string (this runs per call).
+const opCache = new Map<string, Map<string, Op>>();
 
 /** The operator `name` (e.g. 'aten::add') with `overload` (e.g. 'Tensor'), cached. */
 export function op(name: string, overload = ''): Op {
-  const key = `${name}.${overload}`;
-  let found = opCache.get(key);
+  let overloads = opCache.get(name);
+  if (overloads === undefined) {
+    overloads = new Map();
+    opCache.set(name, overloads);
+  }
+  let found = overloads.get(overload);
   if (found === undefined) {
     found = new Op(name, overload);
-    opCache.set(key, found);
+    overloads.set(overload, found);
   }
   return found;
 }

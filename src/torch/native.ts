@@ -7,35 +7,22 @@ import { cpus } from 'node:os';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
-/** The native object that owns one at::Tensor. Users see {@link Tensor}; this is its handle. */
-export interface NativeTensor {
-  dispose(): void;
-  readonly isDisposed: boolean;
-  shape(): number[];
-  strides(): number[];
-  dtype(): DType;
-  device(): string;
-  numel(): number;
-  dim(): number;
-  item(): number | boolean;
-  copyToBuffer(): ArrayBuffer;
-  viewBuffer(): ArrayBuffer;
-  copyFromBuffer(source: ArrayBufferView | ArrayBuffer): void;
-  requiresGrad(): boolean;
-  setRequiresGrad(requires: boolean): void;
-  grad(): NativeTensor | null;
-  setGrad(grad: NativeTensor | null): void;
-  isLeaf(): boolean;
-  gradFn(): string | null;
-  storageId(): number;
-  isContiguous(): boolean;
-  registerHook(hook: (grad: NativeTensor) => NativeTensor | null | undefined): number;
-  retainGrad(): void;
-  /** Counts the storage (once) in V8's external memory so the GC feels its size. */
-  reportMemory(): void;
-}
+declare const nativeTensorBrand: unique symbol;
+/**
+ * A tensor as the addon names it: a number (2^52 + a slot of the addon's tensor table and that
+ * slot's generation). Users see {@link Tensor}; this is its handle. Released by tensorRelease().
+ */
+export type NativeTensor = number & { readonly [nativeTensorBrand]: true };
+
+/** The smallest tensor handle: numbers below it are never tensors. */
+export const NATIVE_TENSOR_BASE = 2 ** 52;
 
 export type NativeValue = NativeTensor | number | boolean | string | null | NativeValue[];
+
+/** Whether a value the addon returned is a tensor handle (and not an ordinary number). */
+export function isNativeTensor(value: unknown): value is NativeTensor {
+  return typeof value === 'number' && value >= NATIVE_TENSOR_BASE;
+}
 export type NativeArg = NativeTensor | number | boolean | string | null | undefined | NativeArg[];
 
 export interface NativeWork {
@@ -44,9 +31,38 @@ export interface NativeWork {
 }
 
 export interface NativeAddon {
+  /** Frees the tensor now; a stale handle is ignored. */
+  tensorRelease(tensor: NativeTensor): void;
+  tensorIsLive(tensor: NativeTensor): boolean;
+  /** Counts the storage (once) in V8's external memory so the GC feels its size. */
+  tensorReportMemory(tensor: NativeTensor): void;
+  /** Tensors the addon holds now. */
+  tensorLiveCount(): number;
+  tensorShape(tensor: NativeTensor): number[];
+  tensorStrides(tensor: NativeTensor): number[];
+  tensorDtype(tensor: NativeTensor): DType;
+  tensorDevice(tensor: NativeTensor): string;
+  tensorNumel(tensor: NativeTensor): number;
+  tensorDim(tensor: NativeTensor): number;
+  tensorIsContiguous(tensor: NativeTensor): boolean;
+  tensorStorageId(tensor: NativeTensor): number;
+  tensorItem(tensor: NativeTensor): number | boolean;
+  tensorCopyToBuffer(tensor: NativeTensor): ArrayBuffer;
+  /** An ArrayBuffer over the tensor's own memory (contiguous CPU tensors); keeps it alive. */
+  tensorViewBuffer(tensor: NativeTensor): ArrayBuffer;
+  tensorCopyFromBuffer(tensor: NativeTensor, source: ArrayBufferView | ArrayBuffer): void;
+  tensorRequiresGrad(tensor: NativeTensor): boolean;
+  tensorSetRequiresGrad(tensor: NativeTensor, requires: boolean): void;
+  tensorGrad(tensor: NativeTensor): NativeTensor | null;
+  tensorSetGrad(tensor: NativeTensor, grad: NativeTensor | null): void;
+  tensorIsLeaf(tensor: NativeTensor): boolean;
+  tensorGradFn(tensor: NativeTensor): string | null;
+  tensorRetainGrad(tensor: NativeTensor): void;
+  tensorRegisterHook(tensor: NativeTensor, hook: (grad: NativeTensor) => NativeTensor | null | undefined): number;
   opLookup(name: string, overload: string): number;
   opSchema(id: number): string;
-  opCall(id: number, args: NativeArg[]): NativeValue;
+  /** Calls operator `id` with its arguments in schema order (omitted trailing ones take their defaults). */
+  opCall(id: number, ...args: NativeArg[]): NativeValue;
   fromBuffer(source: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, copy: boolean): NativeTensor;
   backward(tensors: NativeTensor[], grads: (NativeTensor | null)[], retainGraph: boolean): void;
   attachFunction(

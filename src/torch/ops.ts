@@ -1,6 +1,6 @@
 // The functional namespace: typed wrappers over aten:: operators (all through the one bridge).
 import { native, type DType } from './native.js';
-import { op, type OpArg } from './dispatch.js';
+import { op, type Op, type OpArg } from './dispatch.js';
 import { Tensor, type Shape, type TensorOrScalar, type TypedArray } from './tensor.js';
 import { customFunction } from './autograd.js';
 import { keep, tidy } from './scope.js';
@@ -119,7 +119,7 @@ export function tensor(data: Nested | TypedArray, options: CreateOptions & { sha
     }
     const view = Tensor.fromHandle(native.fromBuffer(source, shape, natural, false));
     try {
-      return created(view.to(resolved), options);
+      return created(to(view, resolved), options);
     } finally {
       view.dispose();
     }
@@ -137,7 +137,7 @@ export function tensor(data: Nested | TypedArray, options: CreateOptions & { sha
   const asDouble = Tensor.fromHandle(native.fromBuffer(staging, shape, 'float64', true));
   if (dtype === 'float64') return created(asDouble, options);
   try {
-    return created(asDouble.to(dtype), options);
+    return created(to(asDouble, dtype), options);
   } finally {
     asDouble.dispose();
   }
@@ -222,8 +222,24 @@ export function flip(t: Tensor, dims: Shape): Tensor {
 export function repeat(t: Tensor, repeats: Shape): Tensor {
   return op('aten::repeat').tensor(t, repeats);
 }
+/** A new handle on t's storage and metadata (disposable independently of t). */
+export function alias(t: Tensor): Tensor {
+  return op('aten::alias').tensor(t);
+}
+/** Makes t use source's storage, sizes and strides (t keeps its identity). */
+export function set_(t: Tensor, source: Tensor): Tensor {
+  return op('aten::set_', 'source_Tensor').inPlace(t, source);
+}
 
 // ---- elementwise ------------------------------------------------------------------------------
+// The Tensor and Scalar overloads of a binary operator, resolved once.
+function binaryOverloads(name: string): { tensor: Op; scalar: Op } {
+  return { tensor: op(name, 'Tensor'), scalar: op(name, 'Scalar') };
+}
+const ADD = binaryOverloads('aten::add');
+const SUB = binaryOverloads('aten::sub');
+const MUL = binaryOverloads('aten::mul');
+const DIV = binaryOverloads('aten::div');
 function binary(name: string, a: Tensor, b: TensorOrScalar, ...rest: OpArg[]): Tensor {
   return b instanceof Tensor ? op(name, 'Tensor').tensor(a, b, ...rest) : op(name, 'Scalar').tensor(a, b, ...rest);
 }
@@ -232,17 +248,17 @@ function binaryInPlace(name: string, a: Tensor, b: TensorOrScalar, ...rest: OpAr
 }
 /** a + alpha * b */
 export function add(a: Tensor, b: TensorOrScalar, alpha = 1): Tensor {
-  return binary('aten::add', a, b, alpha);
+  return b instanceof Tensor ? ADD.tensor.tensor(a, b, alpha) : ADD.scalar.tensor(a, b, alpha);
 }
 /** a - alpha * b */
 export function sub(a: Tensor, b: TensorOrScalar, alpha = 1): Tensor {
-  return binary('aten::sub', a, b, alpha);
+  return b instanceof Tensor ? SUB.tensor.tensor(a, b, alpha) : SUB.scalar.tensor(a, b, alpha);
 }
 export function mul(a: Tensor, b: TensorOrScalar): Tensor {
-  return binary('aten::mul', a, b);
+  return b instanceof Tensor ? MUL.tensor.tensor(a, b) : MUL.scalar.tensor(a, b);
 }
 export function div(a: Tensor, b: TensorOrScalar): Tensor {
-  return binary('aten::div', a, b);
+  return b instanceof Tensor ? DIV.tensor.tensor(a, b) : DIV.scalar.tensor(a, b);
 }
 export function pow(a: Tensor, exponent: TensorOrScalar): Tensor {
   return exponent instanceof Tensor
@@ -269,6 +285,10 @@ export function ge(a: Tensor, b: TensorOrScalar): Tensor {
 }
 export function maximum(a: Tensor, b: Tensor): Tensor {
   return op('aten::maximum').tensor(a, b);
+}
+/** t = max(t, other), in place (aten::maximum.out into t). */
+export function maximum_(t: Tensor, other: Tensor): Tensor {
+  return op('aten::maximum', 'out').inPlace(t, other, t);
 }
 export function minimum(a: Tensor, b: Tensor): Tensor {
   return op('aten::minimum').tensor(a, b);
@@ -425,8 +445,8 @@ export function batchNorm(
  */
 export function prelu(x: Tensor, weight: Tensor): Tensor {
   if (!native.isGradEnabled() || !(x.requiresGrad || weight.requiresGrad)) return op('aten::prelu').tensor(x, weight);
-  const savedInput = keep(x.detach());
-  const savedWeight = keep(weight.detach());
+  const savedInput = keep(detach(x));
+  const savedWeight = keep(detach(weight));
   const [out] = customFunction(
     'PreluBackward',
     [x, weight],
@@ -447,14 +467,14 @@ function preluGradients(grad: Tensor, x: Tensor, weight: Tensor): [Tensor, Tenso
   const perChannel = weight.numel > 1;
   const rank = x.ndim;
   // The slopes broadcast along dim 1: [1, C, 1, ...].
-  const slopes = perChannel ? weight.reshape([1, weight.numel, ...new Array<number>(Math.max(0, rank - 2)).fill(1)]) : weight.reshape([]);
+  const slopes = perChannel ? reshape(weight, [1, weight.numel, ...new Array<number>(Math.max(0, rank - 2)).fill(1)]) : reshape(weight, []);
   // positive = g where x > 0; negative = g where x <= 0; dx = positive + w * negative; dw = sum(x * negative).
   const gradInput = op('aten::threshold_backward').tensor(grad, x, 0);
   const negativePart = sub(grad, gradInput);
   op('aten::addcmul_').inPlace(gradInput, negativePart, slopes);
-  const weightTerms = negativePart.mul_(x);
+  const weightTerms = mul_(negativePart, x);
   const reduced = perChannel ? sum(weightTerms, [0, ...Array.from({ length: Math.max(0, rank - 2) }, (_, i) => i + 2)]) : sum(weightTerms);
-  return [gradInput, reduced.reshape(weight.shape)];
+  return [gradInput, reshape(reduced, weight.shape)];
 }
 export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
   return op('aten::leaky_relu').tensor(x, negativeSlope);
@@ -613,7 +633,29 @@ export function sqrt_(t: Tensor): Tensor {
 export function exp_(t: Tensor): Tensor {
   return op('aten::exp_').inPlace(t);
 }
+/** t += weight * (end - t) */
+export function lerp_(t: Tensor, end: Tensor, weight: number): Tensor {
+  return op('aten::lerp_', 'Scalar').inPlace(t, end, weight);
+}
 /** t = beta * t + alpha * (mat1 @ mat2), in place. */
 export function addmm_(t: Tensor, mat1: Tensor, mat2: Tensor, beta = 1, alpha = 1): Tensor {
   return op('aten::addmm_').inPlace(t, mat1, mat2, beta, alpha);
+}
+
+// ---- lists of tensors (one dispatcher call for the whole list) ------------------------------
+/** [a[i] + alpha * b[i]] */
+export function foreachAdd(a: readonly Tensor[], b: readonly Tensor[], alpha = 1): Tensor[] {
+  return op('aten::_foreach_add', 'List').tensors(a, b, alpha);
+}
+/** a[i] += alpha * b[i] */
+export function foreachAdd_(a: readonly Tensor[], b: readonly Tensor[], alpha = 1): void {
+  op('aten::_foreach_add_', 'List').call([a, b, alpha]);
+}
+/** a[i] *= scalar */
+export function foreachMul_(a: readonly Tensor[], scalar: number): void {
+  op('aten::_foreach_mul_', 'Scalar').call([a, scalar]);
+}
+/** [-a[i]] */
+export function foreachNeg(a: readonly Tensor[]): Tensor[] {
+  return op('aten::_foreach_neg').tensors(a);
 }

@@ -19,6 +19,7 @@ import {
   type SafetensorsHeader,
   type SafetensorsEntry,
 } from './safetensors-header.js';
+import './tensor-methods.js';
 
 export {
   SafetensorsError,
@@ -71,7 +72,7 @@ function withBytes<T>(tensor: Tensor, fn: (bytes: Uint8Array) => T): T {
     temporaries.push(source);
   }
   try {
-    return fn(new Uint8Array(source.handle.viewBuffer()));
+    return fn(new Uint8Array(source.viewBuffer()));
   } finally {
     for (const t of temporaries) t.dispose();
   }
@@ -147,7 +148,7 @@ export function deserializeSafetensors(bytes: Uint8Array, options: LoadSafetenso
     for (const entry of selectEntries(source, header, options.names)) {
       const tensor = F.empty(entry.shape, { dtype: fromSafetensorsDType(entry.dtype) });
       defineOwn(out, entry.name, tensor);
-      tensor.handle.copyFromBuffer(bytes.subarray(header.dataStart + entry.begin, header.dataStart + entry.end));
+      tensor.copyFromArray(bytes.subarray(header.dataStart + entry.begin, header.dataStart + entry.end));
     }
   } catch (err) {
     for (const t of Object.values(out)) t.dispose();
@@ -200,7 +201,7 @@ export function loadSafetensors(path: string, options: LoadSafetensorsOptions = 
     for (const entry of selectEntries(path, header, options.names)) {
       const tensor = F.empty(entry.shape, { dtype: fromSafetensorsDType(entry.dtype) });
       defineOwn(out, entry.name, tensor);
-      if (entry.end > entry.begin) readFully(fd, new Uint8Array(tensor.handle.viewBuffer()), header.dataStart + entry.begin, path, entry.name);
+      if (entry.end > entry.begin) readFully(fd, new Uint8Array(tensor.viewBuffer()), header.dataStart + entry.begin, path, entry.name);
     }
   } catch (err) {
     for (const t of Object.values(out)) t.dispose();

@@ -11,14 +11,13 @@ import {
   enableGrad,
   isGradEnabled,
   manualSeed,
-  callOp,
-  op,
   profileOps,
   backward,
   getNumThreads,
   backendInfo,
   Tensor,
 } from '../../src/index.js';
+import { callOp, op } from '../../src/torch/dispatch.js';
 
 test('creation ops give the requested shapes and dtypes', () => {
   tidy(() => {

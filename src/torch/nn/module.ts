@@ -3,8 +3,8 @@ import type { DType } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { keep } from '../scope.js';
 import { noGrad } from '../autograd.js';
-import { op } from '../dispatch.js';
-import { contiguous, type MemoryFormat } from '../ops.js';
+import { contiguous, set_, type MemoryFormat } from '../ops.js';
+import '../tensor-methods.js';
 
 /** Any module, whatever its forward signature. */
 export type AnyModule = Module<never, unknown>;
@@ -224,7 +224,7 @@ export abstract class Module<Args extends unknown[] = [Tensor], Output = Tensor>
         if (t.ndim !== 4) continue;
         const relaid = contiguous(t, memoryFormat);
         try {
-          op('aten::set_', 'source_Tensor').inPlace(t, relaid);
+          set_(t, relaid);
         } finally {
           relaid.dispose();
         }

@@ -1,7 +1,6 @@
 // Shape-only layers: Flatten and Identity.
 import { Tensor } from '../tensor.js';
 import * as F from '../ops.js';
-import { op } from '../dispatch.js';
 import { Module } from './module.js';
 
 /** Flattens dims startDim..endDim into one (default: all but the batch dim). */
@@ -20,6 +19,6 @@ export class Flatten extends Module {
 /** Returns its input (as a new handle aliasing it, so the two can be disposed independently). */
 export class Identity extends Module {
   forward(input: Tensor): Tensor {
-    return op('aten::alias').tensor(input);
+    return F.alias(input);
   }
 }

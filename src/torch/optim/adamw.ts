@@ -1,7 +1,6 @@
 // AdamW: Adam with decoupled weight decay (torch.optim.AdamW's update rule, amsgrad optional).
 import { Tensor } from '../tensor.js';
 import * as F from '../ops.js';
-import { op } from '../dispatch.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
 import { Optimizer, checkRange, type ParamGroupInput } from './optimizer.js';
@@ -17,16 +16,6 @@ export interface AdamWHyperparameters {
 }
 
 export type AdamWOptions = Partial<AdamWHyperparameters>;
-
-/** self += weight * (end - self), in place (aten::lerp_). */
-function lerp_(self: Tensor, end: Tensor, weight: number): Tensor {
-  return op('aten::lerp_', 'Scalar').inPlace(self, end, weight);
-}
-
-/** self = max(self, other), in place (aten::maximum.out into self). */
-function maximumInto_(self: Tensor, other: Tensor): Tensor {
-  return op('aten::maximum', 'out').inPlace(self, other, self);
-}
 
 /**
  * For each parameter with a gradient g, at step t (1-based), as PyTorch:
@@ -72,7 +61,7 @@ export class AdamW extends Optimizer<AdamWHyperparameters> {
             const expAvg = state.exp_avg as Tensor;
             const expAvgSq = state.exp_avg_sq as Tensor;
             if (weightDecay !== 0) param.mul_(1 - lr * weightDecay);
-            lerp_(expAvg, grad, 1 - beta1);
+            F.lerp_(expAvg, grad, 1 - beta1);
             F.addcmul_(expAvgSq.mul_(beta2), grad, grad, 1 - beta2);
             const biasCorrection1 = 1 - beta1 ** step;
             const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** step);
@@ -80,7 +69,7 @@ export class AdamW extends Optimizer<AdamWHyperparameters> {
             if (amsgrad) {
               let maxSq = state.max_exp_avg_sq;
               if (!(maxSq instanceof Tensor)) maxSq = this.setStateTensor(state, 'max_exp_avg_sq', F.zerosLike(param));
-              second = maximumInto_(maxSq, expAvgSq);
+              second = F.maximum_(maxSq, expAvgSq);
             }
             // denom = sqrt(v) / sqrt(1 - beta2^t) + eps, computed in scratch memory.
             const denom = F.sqrt_(this.workspaceLike(param).copy_(second)).div_(biasCorrection2Sqrt).add_(eps);

@@ -2,6 +2,7 @@
 import type { DType } from '../native.js';
 import { Tensor } from '../tensor.js';
 import * as F from '../ops.js';
+import '../tensor-methods.js';
 import { keep } from '../scope.js';
 import { noGrad } from '../autograd.js';
 

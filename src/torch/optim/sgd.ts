@@ -2,7 +2,7 @@
 import { Tensor } from '../tensor.js';
 import { tidy } from '../scope.js';
 import { noGrad } from '../autograd.js';
-import { op } from '../dispatch.js';
+import * as F from '../ops.js';
 import { Optimizer, checkRange, type ParamGroup, type ParamGroupInput } from './optimizer.js';
 
 export interface SGDHyperparameters {
@@ -61,10 +61,10 @@ export class SGD extends Optimizer<SGDHyperparameters> {
     // The gradients themselves are never modified: anything derived from them is a new tensor.
     let directions = grads;
     const addToDirections = (others: Tensor[], alpha: number): void => {
-      if (directions === grads) directions = op('aten::_foreach_add', 'List').tensors(grads, others, alpha);
-      else op('aten::_foreach_add_', 'List').call([directions, others, alpha]);
+      if (directions === grads) directions = F.foreachAdd(grads, others, alpha);
+      else F.foreachAdd_(directions, others, alpha);
     };
-    if (maximize) directions = op('aten::_foreach_neg').tensors(grads);
+    if (maximize) directions = F.foreachNeg(grads);
     if (weightDecay !== 0) addToDirections(params, weightDecay);
     if (momentum !== 0) {
       const buffers: Tensor[] = [];
@@ -83,12 +83,12 @@ export class SGD extends Optimizer<SGDHyperparameters> {
         }
       });
       if (running.length > 0) {
-        op('aten::_foreach_mul_', 'Scalar').call([running, momentum]);
-        op('aten::_foreach_add_', 'List').call([running, runningDirections, 1 - dampening]);
+        F.foreachMul_(running, momentum);
+        F.foreachAdd_(running, runningDirections, 1 - dampening);
       }
       if (nesterov) addToDirections(buffers, momentum);
       else directions = buffers;
     }
-    op('aten::_foreach_add_', 'List').call([params, directions, -lr]);
+    F.foreachAdd_(params, directions, -lr);
   }
 }
