@@ -27,45 +27,35 @@ export interface MfnConvOptions {
   groups?: number;
 }
 
-/** The bias-free convolution both blocks start with (kernel 1, stride 1, no padding, 1 group unless given). */
-function convWithoutBias(inChannels: number, outChannels: number, options: MfnConvOptions): Conv2d {
-  return new Conv2d(inChannels, outChannels, options.kernel ?? 1, { stride: options.stride ?? 1, padding: options.padding ?? 0, groups: options.groups ?? 1, bias: false });
-}
-
-/** insightface `ConvBlock`: conv (no bias) -> BatchNorm2d -> PReLU, held in `layers` (0, 1, 2). */
-export class MfnConvBlock extends Module {
+/**
+ * The two plain blocks: conv (no bias; kernel 1, stride 1, no padding, 1 group unless given) ->
+ * BatchNorm2d, then PReLU when `activated`, held in `layers` (0, 1[, 2]).
+ */
+abstract class MfnBlock extends Module {
   readonly layers: Sequential;
-  constructor(inChannels: number, outChannels: number, options: MfnConvOptions = {}) {
+  protected constructor(inChannels: number, outChannels: number, options: MfnConvOptions, activated: boolean) {
     super();
-    this.layers = this.registerModule(
-      'layers',
-      new Sequential(
-        convWithoutBias(inChannels, outChannels, options),
-        new BatchNorm2d(outChannels),
-        new PReLU(outChannels),
-      ),
-    );
+    const { kernel = 1, stride = 1, padding = 0, groups = 1 } = options;
+    const conv = new Conv2d(inChannels, outChannels, kernel, { stride, padding, groups, bias: false });
+    const norm = new BatchNorm2d(outChannels);
+    this.layers = this.registerModule('layers', activated ? new Sequential(conv, norm, new PReLU(outChannels)) : new Sequential(conv, norm));
   }
   forward(x: Tensor): Tensor {
     return this.layers.call(x);
   }
 }
 
-/** insightface `LinearBlock`: conv (no bias) -> BatchNorm2d, no activation, held in `layers` (0, 1). */
-export class MfnLinearBlock extends Module {
-  readonly layers: Sequential;
+/** insightface `ConvBlock`: conv (no bias) -> BatchNorm2d -> PReLU. */
+export class MfnConvBlock extends MfnBlock {
   constructor(inChannels: number, outChannels: number, options: MfnConvOptions = {}) {
-    super();
-    this.layers = this.registerModule(
-      'layers',
-      new Sequential(
-        convWithoutBias(inChannels, outChannels, options),
-        new BatchNorm2d(outChannels),
-      ),
-    );
+    super(inChannels, outChannels, options, true);
   }
-  forward(x: Tensor): Tensor {
-    return this.layers.call(x);
+}
+
+/** insightface `LinearBlock`: conv (no bias) -> BatchNorm2d, no activation. */
+export class MfnLinearBlock extends MfnBlock {
+  constructor(inChannels: number, outChannels: number, options: MfnConvOptions = {}) {
+    super(inChannels, outChannels, options, false);
   }
 }
 
