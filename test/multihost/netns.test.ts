@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,6 +145,46 @@ describe('two hosts in network namespaces', { skip: unavailable ?? false }, () =
     assert.ok(took < EXIT_BOUND_MS, `host 0 took ${took} ms to exit after host 1 was killed at step ${step}`);
     assert.match(output, /plsc launch: rank 1 failed first: it (dropped out \(the connection to 10\.77\.0\.2 failed\)|never arrived at \S+ #\d+|became unreachable[^;]*) \(reported by rank 0, which exited with code 1\)/);
     assert.equal((await worker.done).signal, 'SIGKILL');
+  });
+
+  test('elastic: one host\'s launcher killed mid-run: the other re-rendezvouses alone and finishes at world size 1 with a falling loss', { timeout: 240_000 }, async () => {
+    const net = hosts();
+    const [storeHost, otherHost] = net.hosts as [(typeof net.hosts)[number], (typeof net.hosts)[number]];
+    const runDir = mkdtempSync(join(dir, 'elastic-'));
+    const steps = 30;
+    const config = writeTinyConfig(runDir, 'stallTimeout: 60\ncheckpointPeriod: 4\n');
+    writeFileSync(config, readFileSync(config, 'utf8').replace('trainSteps: 100000', `trainSteps: ${steps}`));
+    const rdzvPort = port++;
+    const launch = (host: typeof storeHost): HostRun =>
+      net.startPlsc(
+        host,
+        ['launch', '--nproc-per-node', '1', '--nnodes', '1:2', '--rdzv-endpoint', `${storeHost.address}:${rdzvPort}`, '--rdzv-id', 'netns-elastic', '--rdzv-last-call', '5', '--rdzv-timeout', '60', '--max-restarts', '2', '--iface', host.iface, '--', process.execPath, plscBin, 'train', '--config', config],
+        { STEP_DELAY_MS: '150', PLSC_COLLECTIVE_TIMEOUT_MS: '10000' },
+        200_000,
+      );
+    const survivor = launch(storeHost);
+    await survivor.waitFor(/hosting the store/, 60_000);
+    const lost = launch(otherHost);
+    await survivor.waitFor(/round 0: node rank \d of 2 nodes, ranks \d of world size 2/, 90_000);
+    const step = randomStep() + 2;
+    await survivor.waitFor(new RegExp(`\\[rank 0\\] step ${step}/`), 90_000);
+    net.killLauncher(lost);
+    const result = await survivor.done;
+    const output = survivor.output();
+    assert.equal(result.code, 0, output);
+    assert.match(output, /round 1: node rank 0 of 1 node, ranks 0 of world size 1 \(was 2: training resumes from the last checkpoint with the FC shards re-split\)/);
+    assert.match(output, /world size 2 -> 1 since the checkpoint/);
+    const losses = new Map<number, number>();
+    for (const line of readFileSync(join(runDir, 'output', 'metrics.jsonl'), 'utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      const record = JSON.parse(line) as { step?: unknown; loss?: unknown };
+      if (typeof record.step === 'number' && typeof record.loss === 'number') losses.set(record.step, record.loss);
+    }
+    const mean = (xs: number[]): number => xs.reduce((sum, x) => sum + x, 0) / xs.length;
+    const first = mean([1, 2, 3].map((s) => losses.get(s) as number));
+    const last = mean([steps - 2, steps - 1, steps].map((s) => losses.get(s) as number));
+    assert.ok(last < first, `loss ${first} (steps 1-3) -> ${last} (last 3 steps), killed at step ${step}`);
+    assert.equal((await lost.done).signal, 'SIGKILL');
   });
 
   test('a link taken down mid-run: every rank exits within the collective timeout naming the unreachable peer, never a hang', { timeout: RUN_MS + 10_000 }, async () => {
