@@ -14,6 +14,7 @@ import { blameIn, type Blame } from './fault-report.js';
 import { isStackFrame } from '../cli-kit/failure.js';
 import { checkNetworkInterface } from './interface.js';
 import { parseEndpoint, parseNodeRange, type ElasticSettings } from './elastic-options.js';
+import { nonNegativeInteger, positiveInteger } from '../util/validate.js';
 
 export interface LaunchOptions {
   /** Workers on this node. */
@@ -157,6 +158,8 @@ function threadsPerWorker(nproc: number): string {
   return String(Math.max(1, Math.floor(cpus().length / nproc)));
 }
 
+const flagError = (flag: string, problem: string): Error => new Error(`${flag} ${problem}`);
+
 /** Checks launch options; throws an error naming the flag. */
 export function validateLaunchOptions(options: LaunchOptions): Required<Pick<LaunchOptions, 'nnodes' | 'nodeRank' | 'gracePeriodMs' | 'exitGraceMs'>> {
   const { nprocPerNode } = options;
@@ -164,17 +167,15 @@ export function validateLaunchOptions(options: LaunchOptions): Required<Pick<Lau
   const nodeRank = options.nodeRank ?? 0;
   const gracePeriodMs = options.gracePeriodMs ?? 5000;
   const exitGraceMs = options.exitGraceMs ?? DEFAULT_EXIT_GRACE_MS;
-  if (!Number.isInteger(nprocPerNode) || nprocPerNode < 1) throw new Error(`--nproc-per-node must be a positive integer, got ${nprocPerNode}`);
-  if (!Number.isInteger(nnodes) || nnodes < 1) throw new Error(`--nnodes must be a positive integer, got ${nnodes}`);
+  positiveInteger(nprocPerNode, '--nproc-per-node', flagError);
+  positiveInteger(nnodes, '--nnodes', flagError);
   if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) {
     throw new Error(`--node-rank must be an integer in [0, ${nnodes}), got ${nodeRank}`);
   }
   if (!(gracePeriodMs >= 0)) throw new Error(`grace period must be >= 0 ms, got ${gracePeriodMs}`);
   if (!(exitGraceMs >= 0)) throw new Error(`--exit-grace must be >= 0 seconds, got ${exitGraceMs / 1000}`);
   if (options.masterPort !== undefined) validatePort(options.masterPort, '--master-port');
-  if (options.maxRestarts !== undefined && !(Number.isInteger(options.maxRestarts) && options.maxRestarts >= 0)) {
-    throw new Error(`--max-restarts must be a non-negative integer, got ${options.maxRestarts}`);
-  }
+  if (options.maxRestarts !== undefined) nonNegativeInteger(options.maxRestarts, '--max-restarts', flagError);
   if (options.command.length === 0) throw new Error('no command to launch (put it after --)');
   const workerIface = options.env?.GLOO_SOCKET_IFNAME ?? process.env.GLOO_SOCKET_IFNAME;
   if (options.iface !== undefined) checkNetworkInterface(options.iface, '--iface');

@@ -21,6 +21,7 @@ import { CombinedMarginLoss, marginForLossType } from './margin.js';
 import { sampleClasses, sampledClassCount } from './class-sampler.js';
 import { shardLayout, type ShardLayout } from './shard-layout.js';
 import { HeadStep } from './head-step.js';
+import { positiveInteger } from '../util/validate.js';
 
 export { CLASS_STORAGES, type ClassStorage } from '../torch/fused.js';
 
@@ -115,7 +116,7 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
   constructor(options: PartialFCOptions) {
     super();
     const { embeddingSize, numClasses } = options;
-    if (!Number.isInteger(embeddingSize) || embeddingSize < 1) throw new RangeError(`embeddingSize must be a positive integer, got ${embeddingSize}`);
+    positiveInteger(embeddingSize, 'embeddingSize');
     const sampleRate = options.sampleRate ?? 1;
     if (!(sampleRate > 0 && sampleRate <= 1)) throw new RangeError(`sampleRate must be in (0, 1], got ${sampleRate}`);
     this.embeddingSize = embeddingSize;
@@ -127,9 +128,9 @@ export class PartialFC extends Module<[Tensor, Tensor], PartialFCOutput> {
     this.layout = shardLayout(numClasses, this.group.worldSize, this.group.rank);
     this.seed = options.seed ?? 0;
     this.chunkSize = options.chunkSize ?? this.layout.numLocalClasses;
-    if (!Number.isInteger(this.chunkSize) || this.chunkSize < 1) throw new RangeError(`chunkSize must be a positive integer, got ${this.chunkSize}`);
+    positiveInteger(this.chunkSize, 'chunkSize');
     this.updateBlockRows = options.updateBlockRows ?? DEFAULT_TILE_ROWS;
-    if (!Number.isInteger(this.updateBlockRows) || this.updateBlockRows < 1) throw new RangeError(`updateBlockRows must be a positive integer, got ${this.updateBlockRows}`);
+    positiveInteger(this.updateBlockRows, 'updateBlockRows');
     this.update = options.update ?? 'dense';
     this.computeAccuracy = options.computeAccuracy ?? false;
     this.classStorage = options.classStorage ?? 'float32';

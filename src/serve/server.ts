@@ -17,6 +17,7 @@ import { ServeMetrics, metricsPlugin } from './plugins/metrics.js';
 import { authPlugin } from './plugins/auth.js';
 import { routesPlugin } from './plugins/routes.js';
 import { healthPlugin } from './plugins/health.js';
+import { positiveInteger as checkPositiveInteger } from '../util/validate.js';
 
 export interface ServeOptions {
   /** Path to the exported ONNX model ([N, 3, H, W] float32 -> [N, D]), or its bytes. */
@@ -94,9 +95,7 @@ export interface PlscServer {
 }
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
-  const result = value ?? fallback;
-  if (!Number.isInteger(result) || result < 1) throw new Error(`serve: ${name} must be a positive integer, got ${result}`);
-  return result;
+  return checkPositiveInteger(value ?? fallback, name, (field, problem) => new Error(`serve: ${field} ${problem}`));
 }
 
 /** Load the model (and centres) and build the HTTP app; call listen() to accept connections. */

@@ -10,17 +10,9 @@ import * as F from '../torch/ops.js';
 import { tidy } from '../torch/scope.js';
 import { manualSeed } from '../torch/native.js';
 import { MEASURED_ACTIVATIONS } from './measured-activations.js';
+import type { MeasuredActivation } from './activation-record.js';
 
-/** One backbone's measured activation memory (a row of measured-activations.ts). */
-export interface MeasuredActivation {
-  model: string;
-  imageSize: number;
-  embeddingSize: number;
-  /** Peak RSS growth per sample of one train-mode forward + backward. */
-  bytesPerSample: number;
-  /** The two batch sizes the slope was taken between. */
-  batches: [number, number];
-}
+export type { MeasuredActivation } from './activation-record.js';
 
 export interface ActivationMeasureOptions {
   /** Backbone name or `file.js#factory`. */
@@ -100,7 +92,7 @@ export function measuredActivationsSource(measurements: readonly MeasuredActivat
 // (generated; rerun that command to refresh it). plsc plan scales it by the batch and by the pixel
 // count when planning another image size.
 
-import type { MeasuredActivation } from './activation-memory.js';
+import type { MeasuredActivation } from './activation-record.js';
 
 export const MEASURED_ACTIVATIONS: readonly MeasuredActivation[] = [
 ${rows.join('\n')}

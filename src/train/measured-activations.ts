@@ -3,7 +3,7 @@
 // (generated; rerun that command to refresh it). plsc plan scales it by the batch and by the pixel
 // count when planning another image size.
 
-import type { MeasuredActivation } from './activation-memory.js';
+import type { MeasuredActivation } from './activation-record.js';
 
 export const MEASURED_ACTIVATIONS: readonly MeasuredActivation[] = [
   { model: 'mobilefacenet', imageSize: 112, embeddingSize: 512, bytesPerSample: 75694080, batches: [1, 3] },
