@@ -12,18 +12,8 @@ import {
 } from '../../src/data/bin-file.js';
 import { dumpPickle } from '../../src/data/pickle-writer.js';
 import { PickleError } from '../../src/data/pickle.js';
+import { bytes, u32, u64 } from './helpers.js';
 
-function bytes(...parts: (number | string | number[] | Uint8Array)[]): Buffer {
-  const out: number[] = [];
-  for (const p of parts) {
-    if (typeof p === 'number') out.push(p);
-    else if (typeof p === 'string') for (const ch of p) out.push(ch.charCodeAt(0));
-    else out.push(...p);
-  }
-  return Buffer.from(out);
-}
-const u32 = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
-const u64 = (n: number) => [...u32(n), 0, 0, 0, 0];
 const put = (i: number) => (i < 256 ? ['q'.charCodeAt(0), i] : ['r'.charCodeAt(0), ...u32(i)]);
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {

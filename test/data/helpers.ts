@@ -1,4 +1,4 @@
-// Shared fixtures for the data tests: temporary directories and small generated images.
+// Shared fixtures for the data tests: temporary directories, small generated images and pickle bytes.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,3 +42,17 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   for await (const item of iterable) out.push(item);
   return out;
 }
+
+/** Assemble pickle bytes: numbers are single bytes, strings are latin-1 bytes. */
+export function bytes(...parts: (number | string | number[] | Uint8Array)[]): Buffer {
+  const out: number[] = [];
+  for (const p of parts) {
+    if (typeof p === 'number') out.push(p);
+    else if (typeof p === 'string') for (const ch of p) out.push(ch.charCodeAt(0));
+    else out.push(...p);
+  }
+  return Buffer.from(out);
+}
+/** Little-endian 32- and 64-bit unsigned integers (below 2^32) as byte lists. */
+export const u32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
+export const u64 = (n: number): number[] => [...u32(n), 0, 0, 0, 0];

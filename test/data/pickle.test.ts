@@ -1,19 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isPickleTuple, parsePickle, PickleError, PickleSecurityError, type PickleValue } from '../../src/data/pickle.js';
+import { bytes, u32, u64 } from './helpers.js';
 
-/** Assemble pickle bytes: numbers are single bytes, strings are latin-1 bytes. */
-function bytes(...parts: (number | string | number[] | Uint8Array)[]): Buffer {
-  const out: number[] = [];
-  for (const p of parts) {
-    if (typeof p === 'number') out.push(p);
-    else if (typeof p === 'string') for (const ch of p) out.push(ch.charCodeAt(0));
-    else out.push(...p);
-  }
-  return Buffer.from(out);
-}
-const u32 = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
-const u64 = (n: number) => [...u32(n), 0, 0, 0, 0];
 /** FRAME opcode with the length of `body`, followed by body. */
 const frame = (body: Buffer) => bytes(0x95, u64(body.length), body);
 

@@ -4,13 +4,13 @@
 // world size 1 from the last checkpoint (FC shards re-split 2 -> 1) with a falling loss.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findFreePort } from '../../src/distributed/launcher.js';
 import { listCheckpoints } from '../../src/index.js';
 import { plscBin, startPlsc, survivors, type Running } from './helpers.js';
-import { descendants, faultyBackbone } from '../faults/helpers.js';
+import { descendants, firstAndLastLoss, writeTinyConfig } from '../faults/helpers.js';
 
 /** Everything a process printed so far (stdout and stderr), kept from its start. */
 function recorded(running: Running): () => string {
@@ -28,38 +28,12 @@ async function waitFor(output: () => string, pattern: RegExp, ms: number): Promi
   }
 }
 
-function writeConfig(dir: string, steps: number): string {
-  const path = join(dir, 'elastic.yaml');
-  writeFileSync(
-    path,
-    `dataset:
-  type: synthetic
-  numClasses: 40
-  imagesPerClass: 4
-  seed: 3
-lossType: dist_arcface
-model: ${faultyBackbone}
-imageSize: 16
-embSize: 16
-trainBatchSize: 4
-trainSteps: ${steps}
-lr: 0.1
-scale: 16
-withTest: false
-logPeriod: 1
-checkpointPeriod: 4
-checkpointDir: ${join(dir, 'checkpoints')}
-modelSaveDir: ${join(dir, 'output')}
-`,
-  );
-  return path;
-}
 
 test('two elastic launchers train together; SIGKILL of the store host leaves the other to finish alone at world size 1 with a falling loss', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'plsc-elastic-'));
   const port = await findFreePort('127.0.0.1');
   const steps = 40;
-  const config = writeConfig(dir, steps);
+  const config = writeTinyConfig(dir, 'checkpointPeriod: 4\n', steps);
   const args = ['launch', '--nproc-per-node', '1', '--nnodes', '1:2', '--rdzv-endpoint', `127.0.0.1:${port}`, '--rdzv-id', 'two-hosts', '--rdzv-last-call', '15', '--rdzv-timeout', '60', '--max-restarts', '2', '--', process.execPath, plscBin, 'train', '--config', config];
   // Slow steps, so the kill lands mid-run; a collective with a dead peer fails within 20 s at worst.
   const env = { STEP_DELAY_MS: '150', PLSC_COLLECTIVE_TIMEOUT_MS: '20000' };
@@ -86,15 +60,7 @@ test('two elastic launchers train together; SIGKILL of the store host leaves the
     assert.match(r.stdout + r.stderr, /world size 2 -> 1 since the checkpoint: per-worker batch stays 4, so the global batch goes 8 -> 4 and the base lr \(linear in the global batch\) 0\.0015\d* -> 0\.00078\d*/);
     assert.match(r.stdout + r.stderr, /restart 1 of 2: (resuming from \S+step-\d+|no verified checkpoint)/);
     assert.equal(listCheckpoints(join(dir, 'checkpoints')).at(-1)?.step, steps);
-    const losses = new Map<number, number>();
-    for (const line of readFileSync(join(dir, 'output', 'metrics.jsonl'), 'utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      const record = JSON.parse(line) as { step?: unknown; loss?: unknown };
-      if (typeof record.step === 'number' && typeof record.loss === 'number') losses.set(record.step, record.loss);
-    }
-    const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
-    const first = mean([1, 2, 3].map((s) => losses.get(s) as number));
-    const last = mean([steps - 2, steps - 1, steps].map((s) => losses.get(s) as number));
+    const { first, last } = firstAndLastLoss(join(dir, 'output'), steps);
     assert.ok(last < first, `loss ${first} (steps 1-3) -> ${last} (last 3 steps)`);
     assert.deepEqual(await survivors(workers, 10_000), [], 'the killed launcher\'s worker died with it');
   } finally {

@@ -8,8 +8,8 @@ import type { Running } from '../distributed/helpers.js';
 
 export const faultyBackbone = `${fileURLToPath(new URL('./fixtures/faulty-backbone.js', import.meta.url))}#createFaultyBackbone`;
 
-/** A tiny dist_arcface run on synthetic identities with the faulty fixture backbone. */
-export function writeTinyConfig(dir: string, extra = ''): string {
+/** A tiny dist_arcface run on synthetic identities with the faulty fixture backbone; `extra` is more YAML. */
+export function writeTinyConfig(dir: string, extra = '', trainSteps = 100000): string {
   const path = join(dir, 'tiny.yaml');
   writeFileSync(
     path,
@@ -23,7 +23,7 @@ model: ${faultyBackbone}
 imageSize: 16
 embSize: 16
 trainBatchSize: 4
-trainSteps: 100000
+trainSteps: ${trainSteps}
 lr: 0.1
 scale: 16
 withTest: false
@@ -33,6 +33,18 @@ modelSaveDir: ${join(dir, 'output')}
 ${extra}`,
   );
   return path;
+}
+
+/** The mean loss of the first three and of the last three steps of a run's metrics.jsonl. */
+export function firstAndLastLoss(outputDir: string, steps: number): { first: number; last: number } {
+  const losses = new Map<number, number>();
+  for (const line of readFileSync(join(outputDir, 'metrics.jsonl'), 'utf8').split('\n')) {
+    if (line.trim() === '') continue;
+    const record = JSON.parse(line) as { step?: unknown; loss?: unknown };
+    if (typeof record.step === 'number' && typeof record.loss === 'number') losses.set(record.step, record.loss);
+  }
+  const meanAt = (stepsAt: number[]): number => stepsAt.reduce((sum, s) => sum + (losses.get(s) ?? Number.NaN), 0) / stepsAt.length;
+  return { first: meanAt([1, 2, 3]), last: meanAt([steps - 2, steps - 1, steps]) };
 }
 
 /** Pids of every process below `root` (children, grandchildren, ...), from /proc. */

@@ -4,39 +4,15 @@
 // with a falling loss; with no restart left the run fails naming the rank.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSafetensors, listCheckpoints, type Tensor } from '../../src/index.js';
 import { runPlsc } from '../distributed/helpers.js';
-import { faultyBackbone } from './helpers.js';
+import { writeTinyConfig } from './helpers.js';
 
 function writeConfig(dir: string, steps: number, checkpointPeriod: number): string {
-  const path = join(dir, 'restart.yaml');
-  writeFileSync(
-    path,
-    `dataset:
-  type: synthetic
-  numClasses: 40
-  imagesPerClass: 4
-  seed: 3
-lossType: dist_arcface
-model: ${faultyBackbone}
-imageSize: 16
-embSize: 16
-trainBatchSize: 4
-trainSteps: ${steps}
-lr: 0.1
-scale: 16
-withTest: false
-logPeriod: 1
-checkpointPeriod: ${checkpointPeriod}
-maxLastCheckpointNum: 100
-checkpointDir: ${join(dir, 'checkpoints')}
-modelSaveDir: ${join(dir, 'output')}
-`,
-  );
-  return path;
+  return writeTinyConfig(dir, `checkpointPeriod: ${checkpointPeriod}\nmaxLastCheckpointNum: 100\n`, steps);
 }
 
 /** A step in [low, high], drawn at random (printed, so a failure can be replayed). */

@@ -5,12 +5,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { plscBin } from '../distributed/helpers.js';
-import { writeTinyConfig } from '../faults/helpers.js';
+import { firstAndLastLoss, writeTinyConfig } from '../faults/helpers.js';
 import { HostNetwork, netnsUnavailable, sweepLeftoverNamespaces, type HostRun } from './netns.js';
 
 const trainHost = fileURLToPath(new URL('./fixtures/train-host.js', import.meta.url));
@@ -152,8 +152,7 @@ describe('two hosts in network namespaces', { skip: unavailable ?? false }, () =
     const [storeHost, otherHost] = net.hosts as [(typeof net.hosts)[number], (typeof net.hosts)[number]];
     const runDir = mkdtempSync(join(dir, 'elastic-'));
     const steps = 30;
-    const config = writeTinyConfig(runDir, 'stallTimeout: 60\ncheckpointPeriod: 4\n');
-    writeFileSync(config, readFileSync(config, 'utf8').replace('trainSteps: 100000', `trainSteps: ${steps}`));
+    const config = writeTinyConfig(runDir, 'stallTimeout: 60\ncheckpointPeriod: 4\n', steps);
     const rdzvPort = port++;
     const launch = (host: typeof storeHost): HostRun =>
       net.startPlsc(
@@ -174,15 +173,7 @@ describe('two hosts in network namespaces', { skip: unavailable ?? false }, () =
     assert.equal(result.code, 0, output);
     assert.match(output, /round 1: node rank 0 of 1 node, ranks 0 of world size 1 \(was 2: training resumes from the last checkpoint with the FC shards re-split\)/);
     assert.match(output, /world size 2 -> 1 since the checkpoint/);
-    const losses = new Map<number, number>();
-    for (const line of readFileSync(join(runDir, 'output', 'metrics.jsonl'), 'utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      const record = JSON.parse(line) as { step?: unknown; loss?: unknown };
-      if (typeof record.step === 'number' && typeof record.loss === 'number') losses.set(record.step, record.loss);
-    }
-    const mean = (xs: number[]): number => xs.reduce((sum, x) => sum + x, 0) / xs.length;
-    const first = mean([1, 2, 3].map((s) => losses.get(s) as number));
-    const last = mean([steps - 2, steps - 1, steps].map((s) => losses.get(s) as number));
+    const { first, last } = firstAndLastLoss(join(runDir, 'output'), steps);
     assert.ok(last < first, `loss ${first} (steps 1-3) -> ${last} (last 3 steps), killed at step ${step}`);
     assert.equal((await lost.done).signal, 'SIGKILL');
   });
