@@ -116,23 +116,29 @@ export function reshardCheckpoint(source: string, worldSize: number, out: string
   const tmp = `${out.replace(/\/+$/, '')}.tmp-reshard`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const copied: string[] = [];
-  for (const file of ['backbone.safetensors', 'optimizer.safetensors']) {
-    if (!existsSync(join(source, file))) continue;
-    verifyCheckpointFile(source, meta, file);
-    copyFileSync(join(source, file), join(tmp, file));
-    copied.push(file);
+  // A failed copy (a bad digest, a full disk) leaves neither a half-written folder nor `out` touched.
+  try {
+    const copied: string[] = [];
+    for (const file of ['backbone.safetensors', 'optimizer.safetensors']) {
+      if (!existsSync(join(source, file))) continue;
+      verifyCheckpointFile(source, meta, file);
+      copyFileSync(join(source, file), join(tmp, file));
+      copied.push(file);
+    }
+    const storage = options.storage ?? meta.classStorage ?? 'float32';
+    const shards = shardSet(source, meta);
+    for (let r = 0; r < worldSize; r++) {
+      const layout = shardLayout(meta.numClasses, worldSize, r);
+      writeShardFile(join(tmp, shardFileName(r, worldSize)), shards, layout.classOffset, layout.numLocalClasses, storage, { rank: String(r), worldSize: String(worldSize) });
+    }
+    const files = collectDigests(tmp, [...copied, ...Array.from({ length: worldSize }, (_, r) => shardFileName(r, worldSize))]);
+    const resharded: CheckpointMeta = { ...meta, worldSize, classStorage: storage, savedAt: new Date().toISOString(), files };
+    writeFileSync(join(tmp, 'meta.json'), `${JSON.stringify(resharded, null, 2)}\n`);
+    rmSync(out, { recursive: true, force: true });
+    renameSync(tmp, out);
+    return resharded;
+  } catch (error) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw error;
   }
-  const storage = options.storage ?? meta.classStorage ?? 'float32';
-  const shards = shardSet(source, meta);
-  for (let r = 0; r < worldSize; r++) {
-    const layout = shardLayout(meta.numClasses, worldSize, r);
-    writeShardFile(join(tmp, shardFileName(r, worldSize)), shards, layout.classOffset, layout.numLocalClasses, storage, { rank: String(r), worldSize: String(worldSize) });
-  }
-  const files = collectDigests(tmp, [...copied, ...Array.from({ length: worldSize }, (_, r) => shardFileName(r, worldSize))]);
-  const resharded: CheckpointMeta = { ...meta, worldSize, classStorage: storage, savedAt: new Date().toISOString(), files };
-  writeFileSync(join(tmp, 'meta.json'), `${JSON.stringify(resharded, null, 2)}\n`);
-  rmSync(out, { recursive: true, force: true });
-  renameSync(tmp, out);
-  return resharded;
 }

@@ -63,12 +63,14 @@ test('a flipped bit in an FC shard is caught by resume, reshard and the serve ce
   await assert.rejects(Trainer.create({ ...config, resume: checkpoint }), corrupt);
   assert.throws(() => reshardCheckpoint(checkpoint, 2, join(dir, 'two')), corrupt);
   assert.equal(existsSync(join(dir, 'two')), false);
+  assert.equal(existsSync(join(dir, 'two.tmp-reshard')), false, 'a failed reshard leaves no half-written folder');
   assert.throws(() => writeCheckpointCenters(checkpoint, readMeta(checkpoint), join(dir, 'centers.safetensors')), corrupt);
   assert.equal(existsSync(join(dir, 'centers.safetensors')), false);
   flipExponentBit(shard, 'weight');
   const { truncateSync, statSync } = await import('node:fs');
   truncateSync(shard, statSync(shard).size - 4);
   assert.throws(() => reshardCheckpoint(checkpoint, 2, join(dir, 'two')), /fc-rank-0-of-1\.safetensors has \d+ bytes but meta\.json records \d+: it was truncated or replaced/);
+  assert.equal(existsSync(join(dir, 'two.tmp-reshard')), false);
   rmSync(dir, { recursive: true, force: true });
 });
 
