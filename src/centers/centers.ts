@@ -60,7 +60,7 @@ export async function loadClassCenters(path: string, options: { tensorName?: str
     const [count, dim] = entry.shape as [number, number];
     const rows = entry.dtype === 'F32' ? new Float32Array(count * dim) : new Uint16Array(count * dim);
     await readAt(handle, new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength), header.dataStart + entry.begin, where);
-    return { count, dim, dtype: entry.dtype === 'F32' ? 'float32' : 'float16', rows, inverseNorms: computeInverseNorms(rows, count, dim) };
+    return { count, dim, dtype: entry.dtype === 'F32' ? 'float32' : 'float16', rows, inverseNorms: computeInverseNorms(rows, count, dim, where) };
   } finally {
     await handle.close();
   }
@@ -72,8 +72,12 @@ export function classCentersFromArray(rows: Float32Array, count: number, dim: nu
   return { count, dim, dtype: 'float32', rows, inverseNorms: computeInverseNorms(rows, count, dim) };
 }
 
-/** 1 / ||row|| of each row of a [count, dim] matrix (0 for zero rows). */
-export function computeInverseNorms(rows: Float32Array | Uint16Array, count: number, dim: number): Float32Array {
+/**
+ * 1 / ||row|| of each row of a [count, dim] matrix (0 for zero rows). With `where` (a file and
+ * tensor), a row holding NaN or infinity is an error naming it: it would otherwise score NaN
+ * against every query and silently never match.
+ */
+export function computeInverseNorms(rows: Float32Array | Uint16Array, count: number, dim: number, where?: string): Float32Array {
   const inverse = new Float32Array(count);
   const chunkRows = Math.max(1, Math.floor(65536 / dim));
   const scratch = rows instanceof Uint16Array ? new Float32Array(chunkRows * dim) : undefined;
@@ -84,6 +88,7 @@ export function computeInverseNorms(rows: Float32Array | Uint16Array, count: num
       let sum = 0;
       const base = r * dim;
       for (let d = 0; d < dim; d++) sum += block[base + d]! * block[base + d]!;
+      if (where !== undefined && !Number.isFinite(sum)) throw new Error(`${where}: row ${first + r} (class ${first + r}) holds NaN or infinity`);
       inverse[first + r] = sum > 0 ? 1 / Math.sqrt(sum) : 0;
     }
   }

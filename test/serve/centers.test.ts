@@ -99,6 +99,9 @@ test('loading bad centre files fails with a message naming the file and the prob
     cases.push(['bad-shape', header({ centers: { dtype: 'F32', shape: [8], data_offsets: [0, 32] } }, 32), /shape \[8\] must be \[classes, dim\]/]);
     cases.push(['bad-span', header({ centers: { dtype: 'F32', shape: [2, 4], data_offsets: [0, 16] } }, 16), /shape \[2, 4\] of F32 needs 32 bytes but data_offsets \[0, 16\] span 16/]);
     cases.push(['trailing-bytes', header({ centers: { dtype: 'F32', shape: [2, 4], data_offsets: [0, 32] } }, 40), /8 bytes follow the last tensor's data/]);
+    const withNaN = Buffer.from(bytes);
+    withNaN.writeFloatLE(Number.NaN, withNaN.length - 4 * 3); // row 1 of the [2, 4] centres
+    cases.push(['nan-row', withNaN, /tensor 'centers': row 1 \(class 1\) holds NaN or infinity/]);
     for (const [name, content, pattern] of cases) {
       const path = join(dir, `${name}.safetensors`);
       await writeFile(path, content);
