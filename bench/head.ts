@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ops as F, tidy, manualSeed, getNumThreads, emptyCache, profileOps, PartialFC, CombinedMarginLoss, sampledClassCount, type OpProfileEntry } from '../src/index.js';
+import { ops as F, tidy, manualSeed, getNumThreads, emptyCache, profileOps, PartialFC, CombinedMarginLoss, sampledClassCount, type OpProfileEntry, type Tensor } from '../src/index.js';
 import { initProcessGroup } from '../src/distributed/process-group.js';
 import { readDistributedEnv } from '../src/distributed/env.js';
 import { launch } from '../src/distributed/launcher.js';
 import { median, runTorchPeer } from './peer.js';
-import { CLASS_STORAGES, type ClassStorage } from '../src/torch/fused.js';
+import { CLASS_STORAGES, loadRows, rowUpdate, type ClassStorage, type RowSelection } from '../src/torch/fused.js';
 
 export interface HeadBenchResult {
   classes: number;
@@ -30,6 +30,8 @@ export interface HeadBenchResult {
   gemm_ms: number;
   /** Median over alternating (step, GEMMs) pairs of step / GEMMs. */
   step_over_gemm: number;
+  /** The step's row kernels alone over its rows (gather with norms, then the in-place update): its memory traffic over the class store. */
+  row_kernels_ms: number;
   /** The same three GEMMs as one call each ([B, C] logits at once), measured once, for reference (float32 storage only, else null). */
   gemm_single_call_ms: number | null;
   peak_rss_bytes: number;
@@ -128,14 +130,40 @@ async function measureRank(options: MeasureOptions) {
     }
   };
   gemms();
+
+  // The row kernels alone on rows like the step's (the shard's, or `active` random sorted rows),
+  // tile by tile: widen into the tile buffer with norms, then the SGD update with a zero gradient,
+  // lr 0 and momentum 1 (values unchanged). It is the step's memory traffic over the class store.
+  const momentum = head.namedBuffers().find(([name]) => name === 'weight_momentum')?.[1];
+  const sampledRows = active === numLocal ? null : F.sort(F.narrow(F.randperm(numLocal), 0, 0, active))[0];
+  const rowBuffer = F.empty([tile, options.emb]);
+  const previousRows = F.empty([tile, options.emb]);
+  const zeroGrad = F.zeros([tile, options.emb]);
+  const norms = F.empty([tile]);
+  const squaredNorms = F.empty([tile]);
+  const rowKernels = (): void => {
+    if (momentum === undefined) return;
+    for (let start = 0; start < active; start += tile) {
+      tidy(() => {
+        const rows = Math.min(tile, active - start);
+        const selection: RowSelection = sampledRows === null ? { first: start, count: rows } : { index: F.narrow(sampledRows, 0, start, rows) };
+        const part = (t: Tensor): Tensor => F.narrow(t, 0, 0, rows);
+        loadRows(head.weight, selection, part(rowBuffer), part(norms), part(squaredNorms), 1e-12);
+        rowUpdate(head.weight, momentum, selection, part(zeroGrad), part(squaredNorms), { lr: 0, momentum: 1, weightDecay: 0 }, [0, 0], part(previousRows));
+      });
+    }
+  };
+  rowKernels();
   // This machine's speed drifts by tens of percent within a minute: the step and its GEMMs are
   // timed in alternation, and the ratio is the median of the pairs' ratios.
   const stepSamples: number[] = [];
   const gemmSamples: number[] = [];
   const pairRatios: number[] = [];
+  const rowSamples: number[] = [];
   for (let r = 0; r < options.repeats; r++) {
     const stepMs = r === 0 ? firstStepMs : timeMs(step);
     const gemmMs = timeMs(gemms);
+    rowSamples.push(timeMs(rowKernels));
     stepSamples.push(stepMs);
     gemmSamples.push(gemmMs);
     pairRatios.push(stepMs / gemmMs);
@@ -151,11 +179,12 @@ async function measureRank(options: MeasureOptions) {
             void [F.mm(g, w), F.mm(g.t(), x)];
           }),
         );
-  for (const t of [x, xt, logits, weightGrad, featureGrad, weightTile]) t?.dispose();
+  for (const t of [x, xt, logits, weightGrad, featureGrad, weightTile, sampledRows, rowBuffer, previousRows, zeroGrad, norms, squaredNorms]) t?.dispose();
   const result = {
     step_ms: median(stepSamples),
     gemm_ms: median(gemmSamples),
     step_over_gemm: median(pairRatios),
+    row_kernels_ms: median(rowSamples),
     gemm_single_call_ms: singleCallMs,
     tile_rows: tile,
     chunk_size: recomputes ? head.chunkSize : null,
@@ -273,6 +302,7 @@ export async function benchHead(argv: string[]): Promise<number> {
     step_ms: measured.step_ms,
     gemm_ms: measured.gemm_ms,
     step_over_gemm: measured.step_over_gemm,
+    row_kernels_ms: measured.row_kernels_ms,
     gemm_single_call_ms: measured.gemm_single_call_ms,
     peak_rss_bytes: measured.peak_rss_bytes,
     bytes_per_class: measured.bytes_per_class,
@@ -291,6 +321,7 @@ export async function benchHead(argv: string[]): Promise<number> {
   const fmt = (v: number | null, digits = 1): string => (v === null ? 'n/a' : v.toFixed(digits));
   console.log(`sharded head: ${options.classes} classes x ${options.emb} (${storage}), batch ${options.batch}/worker, sample rate ${options.sampleRate}, ${nproc} worker(s)`);
   console.log(`  step (fwd+bwd+update)  ${fmt(report.step_ms)} ms   its ${report.chunk_size === null ? 3 : 4} GEMMs alone ${fmt(report.gemm_ms)} ms   ratio ${fmt(report.step_over_gemm, 2)}   (tiles of ${report.tile_rows} classes${report.chunk_size === null ? '' : ', logits recomputed'})`);
+  console.log(`  its row kernels alone (gather + update of the ${report.sample_rate < 1 ? 'sampled rows' : 'rows'}): ${fmt(report.row_kernels_ms)} ms`);
   console.log(`  the 3 GEMMs as one call each (reference): ${fmt(report.gemm_single_call_ms)} ms`);
   console.log(`  peak RSS ${fmt(report.peak_rss_bytes / 2 ** 20, 0)} MiB   ${fmt(report.bytes_per_class, 0)} bytes/class   (${fmt(report.rss_per_class_ratio, 2)}x weight+momentum)`);
   console.log(`  PyTorch (insightface-style) ${fmt(report.torch_step_ms)} ms   ours/PyTorch ${fmt(report.ours_over_torch, 2)}${peerError ? `   (peer failed: ${peerError})` : ''}`);
