@@ -112,23 +112,26 @@ async function measureRank(options: MeasureOptions) {
   const readsShard = options.storage === 'float32' && active === numLocal;
   const x = F.randn([globalBatch, options.emb]);
   const xt = F.contiguous(x.t());
-  const logits = F.randn([recomputes ? tile : active, globalBatch]);
-  const weightGrad = F.empty([tile, options.emb]);
-  const featureGrad = F.zeros([globalBatch, options.emb]);
   const weightTile = readsShard ? null : F.randn([tile, options.emb]);
-  const gemms = (): void => {
-    for (let start = 0; start < active; start += tile) {
-      tidy(() => {
-        const rows = Math.min(tile, active - start);
-        const w = weightTile === null ? F.narrow(head.weight, 0, start, rows) : F.narrow(weightTile, 0, 0, rows);
-        const out = F.narrow(logits, 0, recomputes ? 0 : start, rows);
-        F.mmOut(w, xt, out);
-        if (recomputes) F.mmOut(w, xt, out);
-        F.addmm_(featureGrad, out.t(), w);
-        F.mmOut(out, x, F.narrow(weightGrad, 0, 0, rows));
-      });
-    }
-  };
+  // The buffers are taken per call, as the step takes its own: the two alternate on the same
+  // cached blocks (at 10M classes there is no room for both sets at once).
+  const gemms = (): void =>
+    tidy(() => {
+      const logits = F.empty([recomputes ? tile : active, globalBatch]);
+      const weightGrad = F.empty([tile, options.emb]);
+      const featureGrad = F.zeros([globalBatch, options.emb]);
+      for (let start = 0; start < active; start += tile) {
+        tidy(() => {
+          const rows = Math.min(tile, active - start);
+          const w = weightTile === null ? F.narrow(head.weight, 0, start, rows) : F.narrow(weightTile, 0, 0, rows);
+          const out = F.narrow(logits, 0, recomputes ? 0 : start, rows);
+          F.mmOut(w, xt, out);
+          if (recomputes) F.mmOut(w, xt, out);
+          F.addmm_(featureGrad, out.t(), w);
+          F.mmOut(out, x, F.narrow(weightGrad, 0, 0, rows));
+        });
+      }
+    });
   gemms();
 
   // The row kernels alone on rows like the step's (the shard's, or `active` random sorted rows),
@@ -179,7 +182,7 @@ async function measureRank(options: MeasureOptions) {
             void [F.mm(g, w), F.mm(g.t(), x)];
           }),
         );
-  for (const t of [x, xt, logits, weightGrad, featureGrad, weightTile, sampledRows, rowBuffer, previousRows, zeroGrad, norms, squaredNorms]) t?.dispose();
+  for (const t of [x, xt, weightTile, sampledRows, rowBuffer, previousRows, zeroGrad, norms, squaredNorms]) t?.dispose();
   const result = {
     step_ms: median(stepSamples),
     gemm_ms: median(gemmSamples),
