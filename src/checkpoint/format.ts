@@ -40,6 +40,8 @@ export interface CheckpointMeta {
   /** The dtype of weight and weight_momentum; absent in checkpoints from before 16-bit storage (float32). */
   classStorage?: ClassStorage;
   config: Record<string, unknown>;
+  /** Wall-clock seconds of training up to this checkpoint, over every run that led to it (a trainTime budget continues from it on resume; absent in older checkpoints). */
+  trainSeconds?: number;
   savedAt: string;
   /** The data the run trained on, checked when resuming (absent in checkpoints of older versions). */
   data?: CheckpointDataInfo;

@@ -9,12 +9,17 @@ export const STEPS_BEFORE_ESTIMATE = 4;
 export class TimeBudget {
   private startedAt = Number.NaN;
 
-  /** `clock` is monotonic milliseconds (injectable so tests need not depend on speed). */
+  /**
+   * `clock` is monotonic milliseconds (injectable so tests need not depend on speed);
+   * `spentBefore` the seconds earlier runs of the same training spent (a resumed run continues the budget).
+   */
   constructor(
     readonly seconds: number,
     private readonly clock: () => number = () => performance.now(),
+    readonly spentBefore = 0,
   ) {
     positiveNumber(seconds, 'TimeBudget: seconds');
+    if (!(spentBefore >= 0)) throw new RangeError(`TimeBudget: spentBefore must be >= 0 seconds, got ${spentBefore}`);
   }
 
   start(): void {
@@ -25,8 +30,9 @@ export class TimeBudget {
     return this.clock();
   }
 
+  /** Seconds spent so far, earlier runs included. */
   elapsedSeconds(): number {
-    return (this.clock() - this.startedAt) / 1000;
+    return this.spentBefore + (this.clock() - this.startedAt) / 1000;
   }
 
   remainingSeconds(): number {

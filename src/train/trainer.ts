@@ -28,7 +28,7 @@ import { readMeta, type CheckpointDataInfo, type CheckpointMeta } from '../check
 import { classStorageOf } from '../config/class-storage.js';
 import { BadSampleMonitor, formatEpochCount } from './bad-samples.js';
 import { checkLabelsFitClassNum, checkResumeData, checkStepsPerEpoch, checkpointDataInfo } from './dataset-checks.js';
-import { ProgressReporter, type ProgressStream } from './progress.js';
+import { ProgressReporter, formatDuration, type ProgressStream } from './progress.js';
 import { validateBackboneOnTargets, type TargetResult } from '../eval/backbone-verification.js';
 import { claimOutputDirectories } from './output-claim.js';
 import type { DirectoryLock } from './checkpoint-lock.js';
@@ -151,6 +151,9 @@ export class Trainer {
   /** Steps the schedule spans: the config's, or the latest estimate under a trainTime budget. */
   private plannedSteps: number;
   step = 0;
+  /** Training seconds of the runs before this one (from the checkpoint resumed), and the running run's clock. */
+  private trainSecondsBefore = 0;
+  private runClock: { clock: () => number; startedAt: number } | null = null;
 
   private constructor(config: TrainConfig, group: ProcessGroup, source: SampleSource, backbone: Backbone) {
     this.config = config;
@@ -265,6 +268,7 @@ export class Trainer {
       else loadShardInto(dir, meta, 0, 1, this.head.stateDict());
     });
     this.step = meta.step;
+    this.trainSecondsBefore = meta.trainSeconds ?? 0;
     this.head.samplerStep = meta.samplerStep;
     this.loader.setState(meta.dataOrder);
     return meta;
@@ -294,6 +298,7 @@ export class Trainer {
           shardTensors: Object.keys(headState),
           classStorage: classStorageOf(this.head.weight.dtype) ?? 'float32',
           config: { ...this.config } as Record<string, unknown>,
+          trainSeconds: this.trainSeconds(),
           data: this.dataInfo,
         },
         ...(rank === 0 ? { backbone: this.backbone.stateDict(), optimizer: packOptimizerState(this.optimizer.stateDict()) } : {}),
@@ -350,9 +355,17 @@ export class Trainer {
     try {
       return await this.trainGuarded(options, guard);
     } finally {
+      this.trainSecondsBefore = this.trainSeconds();
+      this.runClock = null;
       guard.dispose();
       this.releaseOutputLocks();
     }
+  }
+
+  /** Wall-clock seconds of training so far: earlier runs (resumed from) plus the running one. */
+  trainSeconds(): number {
+    const run = this.runClock;
+    return this.trainSecondsBefore + (run === null ? 0 : (run.clock() - run.startedAt) / 1000);
   }
 
   private releaseOutputLocks(): void {
@@ -365,7 +378,9 @@ export class Trainer {
     const rank = this.group.rank;
     const outputDir = config.modelSaveDir;
     const metricsPath = rank === 0 ? join(outputDir, 'metrics.jsonl') : null;
-    const budget = config.trainTime === null ? null : new TimeBudget(parseDuration(config.trainTime), options.clock);
+    const clock = options.clock ?? (() => performance.now());
+    // A resumed run continues its checkpoint's budget rather than starting a new one.
+    const budget = config.trainTime === null ? null : new TimeBudget(parseDuration(config.trainTime), clock, this.trainSecondsBefore);
     // A time budget stops the run by the clock; trainSteps, when also set, still caps it.
     const stepCap = budget === null ? this.totalSteps : (config.trainSteps ?? Infinity);
     const stopAt = Math.min(stepCap, options.maxStepsThisRun === undefined ? Infinity : this.step + options.maxStepsThisRun);
@@ -381,11 +396,13 @@ export class Trainer {
     const losses: number[] = [];
     const totals: PhaseTimes = { data: 0, forward: 0, head: 0, backward: 0, comm: 0, optimizer: 0 };
     const meter = new ThroughputMeter();
-    const clock = options.clock ?? (() => performance.now());
     const stepsAtStart = this.step;
-    let budgetSpent = false;
     let announcedSteps = 0;
     budget?.start();
+    this.runClock = { clock, startedAt: clock() };
+    // A resumed run whose budget is already spent trains no further step (rank 0's clock decides, as below).
+    let budgetSpent = budget !== null && this.agreeOnStop(budget.spent());
+    if (budget !== null && budget.spentBefore > 0) progress?.log(`time budget ${formatDuration(budget.seconds)}: ${formatDuration(budget.spentBefore)} spent before this run, ${formatDuration(budget.remainingSeconds())} left`);
     let imagesSeen = 0;
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);

@@ -106,6 +106,43 @@ test('trainTime: stops within one step of the budget with a final checkpoint, th
   }
 });
 
+test('trainTime is the training\'s budget: a resumed run continues the seconds its checkpoint records', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plsc-budget-resume-'));
+  try {
+    // 100 ms of (fake) time per step, counted from each run's first step: 2 s fit 20 steps in all.
+    const config = smallConfig(dir, { trainTime: '2s', lrScheduler: 'cosine', checkpointPeriod: 0 });
+    const first = await Trainer.create(config);
+    const firstStart = first.step;
+    const firstResult = await first.train({ clock: () => (first.step - firstStart) * 100, quiet: true, maxStepsThisRun: 8 });
+    assert.equal(firstResult.finalStep, 8);
+    first.dispose();
+    const saved = listCheckpoints(config.checkpointDir).pop()!;
+    assert.equal(readMeta(saved.path).step, 8);
+    assert.ok(Math.abs((readMeta(saved.path).trainSeconds ?? -1) - 0.8) < 1e-9, `trainSeconds ${readMeta(saved.path).trainSeconds}`);
+
+    const resumed = await Trainer.create({ ...config, resume: 'latest' });
+    const resumedStart = resumed.step;
+    const log = captureStream();
+    const result = await resumed.train({ clock: () => (resumed.step - resumedStart) * 100, logStream: log.stream });
+    // A fresh budget would have run to step 8 + 20.
+    assert.ok(Math.abs(result.finalStep - 20) <= 1, `stopped at step ${result.finalStep}`);
+    assert.match(log.text(), /time budget 2s: 1s spent before this run, 1s left/);
+    const last = listCheckpoints(config.checkpointDir).pop()!;
+    assert.equal(readMeta(last.path).step, result.finalStep);
+    assert.ok(Math.abs((readMeta(last.path).trainSeconds ?? -1) - result.finalStep * 0.1) < 1e-9);
+    resumed.dispose();
+
+    // Resumed once more with the budget spent: no further step.
+    const spent = await Trainer.create({ ...config, resume: 'latest' });
+    const spentResult = await spent.train({ clock: () => 0, quiet: true });
+    assert.equal(spentResult.stepsRun, 0);
+    assert.equal(spentResult.finalStep, result.finalStep);
+    spent.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the start of a run says what it will do: dataset, schedule, scaled lr, the head per worker', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'plsc-summary-'));
   try {
