@@ -178,10 +178,6 @@ class FoldContext implements BatchNormFolder {
    * Classes without a rule are returned as they are (shared with the original).
    */
   fold(module: AnyModule): TensorModule | null {
-    return this.module(module);
-  }
-
-  module(module: AnyModule): TensorModule | null {
     const type = module.constructor;
     if (type === Dropout) return null;
     if ((type === BatchNorm1d || type === BatchNorm2d) && hasRunningStats(module as BatchNorm)) return this.keptBatchNorm(module as BatchNorm);
@@ -189,13 +185,12 @@ class FoldContext implements BatchNormFolder {
     const backboneSteps = this.backboneSteps(module);
     if (backboneSteps !== null) return this.chain(backboneSteps);
     if (type === IBasicBlock) return this.basicBlock(module as IBasicBlock);
-    if (type === MfnConvBlock || type === MfnLinearBlock || type === MfnResidual) {
-      return this.chain([['layers', this.module((module as MfnConvBlock).layers) as TensorModule]]);
+    if (type === MfnConvBlock || type === MfnLinearBlock || type === MfnResidual || type === MfnGDC) {
+      return this.chain([['layers', this.fold((module as MfnConvBlock | MfnGDC).layers) as TensorModule]]);
     }
-    if (type === MfnGDC) return this.chain([['layers', this.chain(this.sequence((module as MfnGDC).layers.namedChildren() as NamedStep[], false))]]);
     if (type === MfnDepthWise) {
       const unit = module as MfnDepthWise;
-      const layers: NamedStep = ['layers', this.module(unit.layers) as TensorModule];
+      const layers: NamedStep = ['layers', this.fold(unit.layers) as TensorModule];
       return unit.residual ? this.own(new InferenceResidual([layers], null)) : this.chain([layers]);
     }
     return module as TensorModule;
@@ -208,7 +203,7 @@ class FoldContext implements BatchNormFolder {
     if (type === FeatureMLP) return this.featureMlp(module as FeatureMLP);
     if (type === MobileFaceNet) {
       const net = module as MobileFaceNet;
-      return this.present([['layers', this.module(net.layers)], ['conv_sep', this.module(net.convSep)], ['features', this.module(net.features)]]);
+      return this.present([['layers', this.fold(net.layers)], ['conv_sep', this.fold(net.convSep)], ['features', this.fold(net.features)]]);
     }
     if (hasInferenceSteps(module)) return this.present(module.inferenceSteps(this));
     return null;
@@ -267,7 +262,7 @@ class FoldContext implements BatchNormFolder {
         i += 2;
         continue;
       }
-      const folded = this.module(child);
+      const folded = this.fold(child);
       if (folded !== null) steps.push([name, folded]);
       // What keeps a [N, F] input [N, F'] (so a later linear -> BN1d still folds exactly).
       const type = child.constructor;
@@ -280,7 +275,7 @@ class FoldContext implements BatchNormFolder {
 
   private iresnet(net: IResNet): NamedStep[] {
     const steps: NamedStep[] = [['conv1', this.convBn(net.conv1, net.bn1)], ['prelu', net.prelu]];
-    net.stages.forEach((stage, index) => steps.push([`layer${index + 1}`, this.module(stage) as TensorModule]));
+    net.stages.forEach((stage, index) => steps.push([`layer${index + 1}`, this.fold(stage) as TensorModule]));
     // bn2 -> flatten -> dropout (identity) -> fc -> features: one linear layer. bn2 meets the fc
     // without padding in between, so its fold is exact.
     steps.push(['flatten', this.own(new Flatten(1))]);
@@ -297,7 +292,7 @@ class FoldContext implements BatchNormFolder {
       ['prelu', block.prelu],
       ['conv2', this.convBn(block.conv2, block.bn3)],
     ];
-    const shortcut: NamedStep | null = block.downsample === null ? null : ['downsample', this.module(block.downsample) as TensorModule];
+    const shortcut: NamedStep | null = block.downsample === null ? null : ['downsample', this.fold(block.downsample) as TensorModule];
     return this.own(new InferenceResidual(main, shortcut));
   }
 

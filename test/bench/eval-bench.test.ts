@@ -10,8 +10,8 @@ import { scopeDepth } from '../../src/index.js';
 test('measureEvalEmbedding: both forms timed in every round, fewer operators and no BN folded, outputs agree', () => {
   const result = measureEvalEmbedding({ model: 'mobilefacenet', imageSize: 16, batch: 2, iterations: 1, rounds: 3 });
   assert.equal(result.rounds.length, 3);
-  for (const round of result.rounds) assert.ok(round.unfolded_ms > 0 && round.folded_ms > 0, JSON.stringify(round));
-  assert.ok(result.unfolded_img_per_s > 0 && result.folded_img_per_s > 0 && result.speedup > 0);
+  for (const round of result.rounds) assert.ok(round.unfolded_ms > 0 && round.folded_ms > 0 && round.unfolded_cpu_ms > 0 && round.folded_cpu_ms > 0, JSON.stringify(round));
+  assert.ok(result.unfolded_img_per_s > 0 && result.folded_img_per_s > 0 && result.speedup > 0 && result.cpu_speedup > 0);
   assert.equal(result.folded_batch_norms, 0);
   assert.ok(result.unfolded_batch_norms > 0);
   assert.equal(result.unfolded_ops - result.folded_ops, result.unfolded_batch_norms, 'folding removes exactly the BN operators of mobilefacenet');
