@@ -49,6 +49,8 @@ export interface EvalEmbedBenchResult {
   /** BatchNorm calls of one forward. */
   unfolded_batch_norms: number;
   folded_batch_norms: number;
+  /** Fraction of the unfolded forward's time inside operators that its batch_norm calls took (profileOps, one forward). */
+  unfolded_batch_norm_share: number;
   /** Time to build the folded form, ms. */
   fold_ms: number;
   /** max |folded - unfolded| / max |unfolded| over the batch's embeddings. */
@@ -75,10 +77,13 @@ function timeForwards(model: Backbone, input: Tensor, iterations: number): { wal
   return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-function operatorCounts(model: Backbone, input: Tensor): { ops: number; batchNorms: number } {
+function operatorCounts(model: Backbone, input: Tensor): { ops: number; batchNorms: number; batchNormShare: number } {
   const { ops } = profileOps(() => noGrad(() => tidy(() => void model.call(input))));
+  const isBatchNorm = (op: string): boolean => op.includes('batch_norm');
   const count = (filter: (op: string) => boolean): number => ops.filter((entry) => filter(entry.op)).reduce((sum, entry) => sum + entry.calls, 0);
-  return { ops: count(() => true), batchNorms: count((op) => op.includes('batch_norm')) };
+  const ms = (filter: (op: string) => boolean): number => ops.filter((entry) => filter(entry.op)).reduce((sum, entry) => sum + entry.totalMs, 0);
+  const totalMs = ms(() => true);
+  return { ops: count(() => true), batchNorms: count(isBatchNorm), batchNormShare: totalMs > 0 ? ms(isBatchNorm) / totalMs : 0 };
 }
 
 /** Measures one backbone: unfolded and folded forwards alternate, first one then the other. */
@@ -129,6 +134,7 @@ export function measureEvalEmbedding(settings: EvalEmbedBenchSettings): EvalEmbe
         folded_ops: foldedOps.ops,
         unfolded_batch_norms: unfoldedOps.batchNorms,
         folded_batch_norms: foldedOps.batchNorms,
+        unfolded_batch_norm_share: unfoldedOps.batchNormShare,
         fold_ms: foldMs,
         max_relative_difference: scale > 0 ? worst / scale : worst,
       };
@@ -144,7 +150,7 @@ export function measureEvalEmbedding(settings: EvalEmbedBenchSettings): EvalEmbe
 function formatRow(result: EvalEmbedBenchResult): string {
   return [
     `${result.model} ${result.image_size}x${result.image_size}, batch ${result.batch}, ${result.threads} threads:`,
-    `  unfolded ${result.unfolded_img_per_s.toFixed(1)} img/s (${result.unfolded_ops} ops, ${result.unfolded_batch_norms} batch norms)`,
+    `  unfolded ${result.unfolded_img_per_s.toFixed(1)} img/s (${result.unfolded_ops} ops, ${result.unfolded_batch_norms} batch norms taking ${(100 * result.unfolded_batch_norm_share).toFixed(1)}% of the operator time)`,
     `  folded   ${result.folded_img_per_s.toFixed(1)} img/s (${result.folded_ops} ops, ${result.folded_batch_norms} batch norms; folding took ${result.fold_ms.toFixed(0)} ms)`,
     `  speedup ${result.speedup.toFixed(3)}x wall, ${result.cpu_speedup.toFixed(3)}x CPU time (medians of ${result.rounds.length} back-to-back pairs); max relative difference ${result.max_relative_difference.toExponential(2)}`,
   ].join('\n');

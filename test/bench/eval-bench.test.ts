@@ -16,6 +16,7 @@ test('measureEvalEmbedding: both forms timed in every round, fewer operators and
   assert.ok(result.unfolded_batch_norms > 0);
   assert.equal(result.unfolded_ops - result.folded_ops, result.unfolded_batch_norms, 'folding removes exactly the BN operators of mobilefacenet');
   assert.ok(result.max_relative_difference < 1e-5, String(result.max_relative_difference));
+  assert.ok(result.unfolded_batch_norm_share > 0 && result.unfolded_batch_norm_share < 1, String(result.unfolded_batch_norm_share));
   assert.equal(scopeDepth(), 0);
 });
 
