@@ -8,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<CommandMain>> = {
   comm: async () => (await import('./comm-cli.js')).benchCommCommand,
   serve: async () => (await import('./serve.js')).benchServeCommand,
   train: async () => (await import('./train.js')).benchTrain,
+  eval: async () => (await import('./eval-embed.js')).benchEvalCommand,
 };
 
 function usage(): string {
@@ -32,6 +33,6 @@ export async function benchCommand(argv: string[]): Promise<number> {
 
 export const BENCH_COMMAND: CommandEntry = {
   name: 'bench',
-  summary: 'benchmarks: plsc bench engine|comm|head|train|serve [--json]',
+  summary: 'benchmarks: plsc bench engine|comm|head|train|serve|eval [--json]',
   load: async () => benchCommand,
 };

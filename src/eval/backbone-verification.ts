@@ -12,6 +12,7 @@ import type { EmbedFunction } from './embed.js';
 import { embedLoadedImages } from './embed-loaded.js';
 import { evaluateVerification, type VerificationResult } from './verification.js';
 import type { Backbone } from '../models/index.js';
+import { withFoldedBatchNorm } from '../models/fold-batch-norm.js';
 
 export interface TargetResult {
   target: string;
@@ -66,7 +67,8 @@ export function backboneEmbedFunction(backbone: Backbone): EmbedFunction {
 
 /**
  * Runs the LFW protocol on one .bin file. Images are decoded to the backbone's input size one batch
- * ahead of the forward pass (never the whole set at once).
+ * ahead of the forward pass (never the whole set at once). The embeddings come from the backbone's
+ * BN-folded inference form (foldBatchNorm), which equals its eval-mode forward.
  */
 export async function verifyBin(backbone: Backbone, path: string, options: ValidationOptions = {}): Promise<TargetResult> {
   const [height, width] = backboneImageSize(backbone);
@@ -84,11 +86,13 @@ export async function verifyBin(backbone: Backbone, path: string, options: Valid
   const wasTraining = backbone.training;
   backbone.eval();
   try {
-    const { original, flipped } = await embedLoadedImages(bin.images.length, load, backboneEmbedFunction(backbone), {
-      height,
-      width,
-      batchSize: options.batchSize ?? 64,
-    });
+    const { original, flipped } = await withFoldedBatchNorm(backbone, (folded) =>
+      embedLoadedImages(bin.images.length, load, backboneEmbedFunction(folded), {
+        height,
+        width,
+        batchSize: options.batchSize ?? 64,
+      }),
+    );
     const detail = evaluateVerification(original, flipped, bin.issame);
     return {
       target: basename(path).replace(/\.bin$/, ''),

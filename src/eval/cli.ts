@@ -101,6 +101,7 @@ async function runVerification(
 async function embedList(source: ListFileSource, model: LoadedBackbone, batchSize: number | undefined): Promise<Float32Array[]> {
   const { embedLoadedImages, samplePayloadToRgb } = await import('./embed-loaded.js');
   const { backboneEmbedFunction } = await import('./backbone-verification.js');
+  const { withFoldedBatchNorm } = await import('../models/fold-batch-norm.js');
   const { BadSampleError } = await import('../data/source.js');
   const [height, width] = model.imageSize;
   const load = async (index: number): Promise<Uint8Array> => {
@@ -111,11 +112,13 @@ async function embedList(source: ListFileSource, model: LoadedBackbone, batchSiz
       throw new Error(`${source.describe(index)}: cannot be decoded (${(err as Error).message})`);
     }
   };
-  const { original, flipped } = await embedLoadedImages(source.length, load, backboneEmbedFunction(model.backbone), {
-    height,
-    width,
-    ...(batchSize !== undefined ? { batchSize } : {}),
-  });
+  const { original, flipped } = await withFoldedBatchNorm(model.backbone, (folded) =>
+    embedLoadedImages(source.length, load, backboneEmbedFunction(folded), {
+      height,
+      width,
+      ...(batchSize !== undefined ? { batchSize } : {}),
+    }),
+  );
   const dim = original.dim;
   return Array.from({ length: source.length }, (_, i) => {
     const row = original.data.slice(i * dim, (i + 1) * dim);
@@ -177,26 +180,29 @@ const DATASET_FORMATS = ['list', 'rec', 'folder', 'base64'] as const;
 
 async function runClassification(io: EvalCommandIO, json: boolean, model: LoadedBackbone, data: string, format: string | undefined, batchSize: number | undefined): Promise<void> {
   if (format !== undefined && !(DATASET_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format must be one of ${DATASET_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
-  const [{ openTrainingData }, { readMeta }, { checkpointCenterRows }, { centerRanker, classifyDataset }, { classificationJson, formatClassification }, { backboneEmbedFunction }] = await Promise.all([
+  const [{ openTrainingData }, { readMeta }, { checkpointCenterRows }, { centerRanker, classifyDataset }, { classificationJson, formatClassification }, { backboneEmbedFunction }, { withFoldedBatchNorm }] = await Promise.all([
     import('../data/dataset-spec.js'),
     import('../checkpoint/format.js'),
     import('../checkpoint/centers.js'),
     import('./classify.js'),
     import('./classify-report.js'),
     import('./backbone-verification.js'),
+    import('../models/fold-batch-norm.js'),
   ]);
   const checkpointDir = model.checkpointDir as string;
   const meta = readMeta(checkpointDir);
   const source = await openTrainingData(format === undefined ? { type: 'auto', path: data } : { type: format as (typeof DATASET_FORMATS)[number], path: data }, model.imageSize[0]);
   try {
     const ranker = centerRanker(() => checkpointCenterRows(checkpointDir, meta), { dim: meta.embeddingSize, classes: meta.numClasses });
-    const result = await classifyDataset(source, backboneEmbedFunction(model.backbone), ranker, {
-      classes: meta.numClasses,
-      dim: meta.embeddingSize,
-      imageSize: model.imageSize,
-      datasetName: data,
-      ...(batchSize !== undefined ? { batchSize } : {}),
-    });
+    const result = await withFoldedBatchNorm(model.backbone, (folded) =>
+      classifyDataset(source, backboneEmbedFunction(folded), ranker, {
+        classes: meta.numClasses,
+        dim: meta.embeddingSize,
+        imageSize: model.imageSize,
+        datasetName: data,
+        ...(batchSize !== undefined ? { batchSize } : {}),
+      }),
+    );
     if (json) io.stdout.write(`${JSON.stringify(classificationJson(result, data))}\n`);
     else io.stdout.write(`${describeModel(model)}\n${formatClassification(result, data)}`);
   } finally {

@@ -31,6 +31,8 @@ import type { Backbone } from './backbone.js';
 import { IBasicBlock, IResNet } from './iresnet.js';
 import { MfnConvBlock, MfnDepthWise, MfnGDC, MfnLinearBlock, MfnResidual, MobileFaceNet } from './mobilefacenet.js';
 import { FeatureMLP } from './feature-mlp.js';
+import { FoldedConv2d, FoldedLinear, InferenceBatchNorm, InferenceChain, InferenceResidual } from './folded-modules.js';
+import { FoldedBackbone, canFoldBatchNorm, foldBatchNorm } from './fold-batch-norm.js';
 import { positiveInteger } from '../util/validate.js';
 
 /** A value in the graph being built: its name and its rank (number of dimensions). */
@@ -255,6 +257,68 @@ registerOnnxEmitter(FeatureMLP, (ctx, mlp, input, path) => {
   return ctx.emit(mlp.features, x, join(path, 'features'));
 });
 
+// ---- emitters of the folded inference form (fold-batch-norm.ts) --------------------------------
+
+registerOnnxEmitter(FoldedConv2d, (ctx, conv, input, path) => {
+  requireRank(conv, path, input, [4]);
+  const [outChannels, inPerGroup, kernelH, kernelW] = conv.weight.shape as [number, number, number, number];
+  const { stride, padding, dilation, groups } = conv.geometry;
+  const name = emitConv2d(ctx.graph, input.name, {
+    name: valueName(path, 'conv'),
+    weight: ctx.data(conv.weight),
+    weightShape: [outChannels, inPerGroup, kernelH, kernelW],
+    bias: ctx.data(conv.bias),
+    stride,
+    padding,
+    dilation,
+    groups,
+  });
+  return { name, rank: 4 };
+});
+
+registerOnnxEmitter(FoldedLinear, (ctx, linear, input, path) => {
+  requireRank(linear, path, input, [2]);
+  const [outFeatures, inFeatures] = linear.weight.shape as [number, number];
+  const name = emitLinear(ctx.graph, input.name, {
+    name: valueName(path, 'fc'),
+    weight: ctx.data(linear.weight),
+    weightShape: [outFeatures, inFeatures],
+    bias: ctx.data(linear.bias),
+    mode: 'gemm',
+  });
+  return { name, rank: 2 };
+});
+
+registerOnnxEmitter(InferenceBatchNorm, (ctx, bn, input, path) => {
+  const name = emitBatchNorm(ctx.graph, input.name, {
+    name: valueName(path, 'bn'),
+    runningMean: ctx.data(bn.runningMean),
+    runningVar: ctx.data(bn.runningVar),
+    ...(bn.weight !== null ? { weight: ctx.data(bn.weight) } : {}),
+    ...(bn.bias !== null ? { bias: ctx.data(bn.bias) } : {}),
+    eps: bn.eps,
+  });
+  return { name, rank: input.rank };
+});
+
+const emitChain = (ctx: OnnxExportContext, chain: InferenceChain, input: OnnxValue, path: string): OnnxValue => {
+  let x = input;
+  for (const [name, child] of chain.namedChildren()) x = ctx.emit(child, x, join(path, name));
+  return x;
+};
+registerOnnxEmitter(InferenceChain, emitChain);
+registerOnnxEmitter(FoldedBackbone, emitChain);
+
+registerOnnxEmitter(InferenceResidual, (ctx, unit, input, path) => {
+  let out = input;
+  let shortcut = input;
+  for (const [name, child] of unit.namedChildren()) {
+    if (child === unit.shortcut) shortcut = ctx.emit(child, input, join(path, name));
+    else out = ctx.emit(child, out, join(path, name));
+  }
+  return { name: emitAdd(ctx.graph, out.name, shortcut.name, valueName(path, 'residual')), rank: out.rank };
+});
+
 // ---- export ------------------------------------------------------------------------------------
 
 function tensorData(tensor: Tensor): Float32Array {
@@ -307,6 +371,11 @@ export interface ExportOnnxOptions {
   l2Normalize?: boolean;
   /** Extra metadata_props entries. */
   metadata?: Record<string, string>;
+  /**
+   * Write the BN-folded inference form (foldBatchNorm: fewer nodes, same outputs) when the backbone
+   * is one foldBatchNorm knows (default true); false writes every BatchNormalization node.
+   */
+  foldBatchNorm?: boolean;
 }
 
 /** The graph's input and output names. */
@@ -316,7 +385,8 @@ export const ONNX_OUTPUT_NAME = 'embedding';
 /**
  * Writes `backbone` as an ONNX model: input `input` float32 [N, ...inputShape], output `embedding`
  * float32 [N, embeddingSize]. The graph computes the eval-mode forward (running BN statistics, no
- * dropout) whatever mode the module is in. Returns the ModelProto bytes.
+ * dropout) whatever mode the module is in, with the BNs folded into the neighbouring layers unless
+ * `foldBatchNorm` is false. Returns the ModelProto bytes.
  */
 export function exportOnnx(backbone: Backbone, options: ExportOnnxOptions = {}): Uint8Array {
   const inputShape = backbone.inputShape;
@@ -335,7 +405,13 @@ export function exportOnnx(backbone: Backbone, options: ExportOnnxOptions = {}):
   const graph = new OnnxGraphBuilder(backbone.typeName);
   const context = new ExportContext(graph);
   const input: OnnxValue = { name: graph.input(ONNX_INPUT_NAME, 'float32', [batchDim, ...inputShape]), rank: inputShape.length + 1 };
-  let output = context.emit(backbone as AnyModule, input, '');
+  const folded = (options.foldBatchNorm ?? true) && canFoldBatchNorm(backbone) ? foldBatchNorm(backbone) : null;
+  let output: OnnxValue;
+  try {
+    output = context.emit((folded ?? backbone) as AnyModule, input, '');
+  } finally {
+    folded?.dispose();
+  }
   if (output.rank !== 2) throw new Error(`ONNX export: ${backbone.typeName} produced a rank ${output.rank} output, expected [N, ${embeddingSize}]`);
   if (options.l2Normalize) output = { name: emitL2Normalize(graph, output.name, 1), rank: 2 };
   graph.node('Identity', [output.name], [ONNX_OUTPUT_NAME]);

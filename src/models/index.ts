@@ -12,6 +12,8 @@ export * from './mobilefacenet.js';
 export * from './feature-mlp.js';
 export * from './export-onnx.js';
 export * from './export-centers.js';
+export * from './folded-modules.js';
+export * from './fold-batch-norm.js';
 
 export type BuiltinBackboneName = 'iresnet18' | 'iresnet34' | 'iresnet50' | 'iresnet100' | 'mobilefacenet' | 'mobilefacenet-s1' | 'feature-mlp';
 

@@ -11,6 +11,7 @@ import type { ProcessGroup } from '../distributed/process-group.js';
 import { RunningTopK } from '../centers/centers.js';
 import { classifyDataset, rankClassesByCenters, type ClassRanker, type CenterRows, type ClassificationResult } from '../eval/classify.js';
 import type { Backbone } from '../models/index.js';
+import { foldBatchNorm, type FoldedBackbone } from '../models/fold-batch-norm.js';
 import type { SampleSource } from '../data/source.js';
 import type { EmbedFunction } from '../eval/embed.js';
 import { openDataset } from '../data/convert.js';
@@ -107,9 +108,12 @@ export async function classifyValDataset(
   const dim = centers.weight.shape[1] as number;
   const wasTraining = backbone.training;
   backbone.eval();
+  let folded: FoldedBackbone | null = null;
   try {
-    // Only rank 0's embeddings are used (shardedRanker broadcasts them): the others skip the forward pass.
-    const embed: EmbedFunction = group.rank === 0 ? backboneEmbedFunction(backbone) : (_batch, count) => new Float32Array(count * dim);
+    // Only rank 0's embeddings are used (shardedRanker broadcasts them): the others skip the forward
+    // pass. Rank 0 embeds with the BN-folded inference form.
+    if (group.rank === 0) folded = foldBatchNorm(backbone);
+    const embed: EmbedFunction = folded !== null ? backboneEmbedFunction(folded) : (_batch, count) => new Float32Array(count * dim);
     const detail = await classifyDataset(source, embed, shardedRanker(centers, group), {
       classes: centers.classes,
       dim,
@@ -119,6 +123,7 @@ export async function classifyValDataset(
     });
     return { target: spec.name, path: spec.path, images: detail.images, top1: detail.top1, top5: detail.top5, detail };
   } finally {
+    folded?.dispose();
     backbone.train(wasTraining);
   }
 }

@@ -18,6 +18,7 @@ import { embedLoadedImages, samplePayloadToRgb } from '../eval/embed-loaded.js';
 import { loadCheckpointBackbone } from '../export/export-checkpoint.js';
 import { readClassRows, readMeta, resolveCheckpointDir, shardFileName, type CheckpointMeta } from '../checkpoint/format.js';
 import { backboneEmbedFunction, backboneImageSize } from '../eval/backbone-verification.js';
+import { withFoldedBatchNorm } from '../models/fold-batch-norm.js';
 import { collectDigests, verifyCheckpointFile } from '../checkpoint/integrity.js';
 import { positiveInteger } from '../util/validate.js';
 
@@ -113,12 +114,14 @@ async function imprintedCentres(dir: string, meta: CheckpointMeta, source: Sampl
   const backbone = await loadCheckpointBackbone(dir, meta);
   try {
     const [height, width] = backboneImageSize(backbone);
-    const embedded = await embedLoadedImages(source.length, async (i) => samplePayloadToRgb(await source.read(i), width, height), backboneEmbedFunction(backbone), {
-      height,
-      width,
-      batchSize,
-      flip: true,
-    });
+    const embedded = await withFoldedBatchNorm(backbone, (folded) =>
+      embedLoadedImages(source.length, async (i) => samplePayloadToRgb(await source.read(i), width, height), backboneEmbedFunction(folded), {
+        height,
+        width,
+        batchSize,
+        flip: true,
+      }),
+    );
     const D = embedded.original.dim;
     if (D !== meta.embeddingSize) throw new Error(`grow: the backbone gives ${D}-d embeddings, the checkpoint's classes are ${meta.embeddingSize}-d`);
     return tidy(() => {

@@ -8,18 +8,18 @@ test('plsc bench --help lists the benchmarks and exits 0; no name or an unknown 
   for (const flag of ['--help', '-h', 'help']) {
     const help = await captured(() => benchCommand([flag]));
     assert.equal(help.result, 0, flag);
-    assert.match(help.stdout, /^usage: plsc bench <engine\|head\|comm\|serve\|train> \[--json\]\n\nplsc bench <name> --help/);
+    assert.match(help.stdout, /^usage: plsc bench <engine\|head\|comm\|serve\|train\|eval> \[--json\]\n\nplsc bench <name> --help/);
   }
   for (const argv of [[], ['nope'], ['--json']]) {
     const wrong = await captured(() => benchCommand(argv));
     assert.equal(wrong.result, 2, argv.join(' '));
     assert.equal(wrong.stdout, '');
-    assert.match(wrong.stderr, /^usage: plsc bench <engine\|head\|comm\|serve\|train>/);
+    assert.match(wrong.stderr, /^usage: plsc bench <engine\|head\|comm\|serve\|train\|eval>/);
   }
 });
 
 test('plsc bench <name> --help prints the usage of each benchmark and exits 0 without measuring', async () => {
-  for (const name of ['engine', 'head', 'comm', 'serve', 'train']) {
+  for (const name of ['engine', 'head', 'comm', 'serve', 'train', 'eval']) {
     const help = await captured(() => benchCommand([name, '--help']));
     assert.equal(help.result, 0, name);
     assert.match(help.stdout, new RegExp(`^usage: plsc bench ${name} `), name);
