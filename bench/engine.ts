@@ -4,6 +4,7 @@ import { ops as F, tidy, optim, manualSeed, getNumThreads, backendInfo, profileO
 import { SmallCnn } from './small-cnn.js';
 import { median, medianMs } from './peer.js';
 import { TorchPeerSession } from './peer-session.js';
+import { THREAD_WAIT_ENV } from '../src/torch/native.js';
 
 /** Calls of the tiny op per timed run of the op-overhead measurement (the peer uses the same). */
 export const OP_OVERHEAD_CALLS = 2000;
@@ -55,13 +56,15 @@ export function profileSmallCnnStep(model: SmallCnn, optimizer: optim.SGD, image
 
 /**
  * The measurements, each taken on both sides in every round. Our small CNN runs channels-last, as
- * plsc's backbones do by default; 'step' is PyTorch's step as written (NCHW, its default) and
- * 'step_channels_last' PyTorch's with the model converted the same way (ours is the same step).
+ * plsc's backbones do by default; 'step' is PyTorch's step as written (NCHW, its default),
+ * 'step_channels_last' PyTorch's with the model converted the same way, and
+ * 'step_channels_last_passive' that step in a second peer whose thread pools wait as plsc's do
+ * (THREAD_WAIT_ENV: OMP_WAIT_POLICY=PASSIVE; ours is the same step in all three).
  */
-export const ENGINE_MEASURES = ['op_overhead', 'matmul', 'conv', 'step', 'step_channels_last'] as const;
+export const ENGINE_MEASURES = ['op_overhead', 'op_overhead_cpu', 'matmul', 'conv', 'step', 'step_channels_last', 'step_channels_last_passive'] as const;
 export type EngineMeasure = (typeof ENGINE_MEASURES)[number];
 // Timed runs inside one sample (each sample is their median; one untimed run before them).
-const RUNS_PER_SAMPLE: Record<EngineMeasure, number> = { op_overhead: 4, matmul: 2, conv: 2, step: 8, step_channels_last: 8 };
+const RUNS_PER_SAMPLE: Record<EngineMeasure, number> = { op_overhead: 4, op_overhead_cpu: 4, matmul: 2, conv: 2, step: 8, step_channels_last: 8, step_channels_last_passive: 8 };
 const MATMUL_FLOPS = 2 * 256 * 512 * 100000;
 
 /** Our side of the engine benchmark: inputs built once, then one sample per call. */
@@ -88,6 +91,17 @@ export class OurEngineBench {
         }, 1, runs);
         return (ms * 1000) / OP_OVERHEAD_CALLS;
       }
+      case 'op_overhead_cpu': {
+        // CPU time of this process: unlike wall time it does not count the moments a busy machine
+        // runs someone else (a tiny op runs on this thread alone).
+        const [a, b] = this.tiny;
+        return medianOf(runs, () => {
+          const start = process.cpuUsage();
+          for (let i = 0; i < OP_OVERHEAD_CALLS; i++) tidy(() => void F.add(a, b));
+          const used = process.cpuUsage(start);
+          return (used.user + used.system) / OP_OVERHEAD_CALLS;
+        });
+      }
       case 'matmul': {
         const [a, b] = this.mm;
         return MATMUL_FLOPS / (medianMs(() => F.mm(a, b).dispose(), 1, runs) / 1000) / 1e9;
@@ -107,6 +121,7 @@ export class OurEngineBench {
       }
       case 'step':
       case 'step_channels_last':
+      case 'step_channels_last_passive':
         return medianMs(
           () => {
             this.optimizer.zeroGrad();
@@ -186,6 +201,14 @@ export async function alternateRounds(
   return result;
 }
 
+// The median of `runs` values of sample() after one untimed call.
+function medianOf(runs: number, sample: () => number): number {
+  sample();
+  const values: number[] = [];
+  for (let i = 0; i < runs; i++) values.push(sample());
+  return median(values);
+}
+
 function dispose(tensors: Tensor[]): void {
   for (const t of tensors) t.dispose();
 }
@@ -210,19 +233,30 @@ export async function benchEngine(argv: string[]): Promise<number> {
   const withProfile = argv.includes('--profile');
   manualSeed(0);
   const ours = new OurEngineBench();
-  const started = await TorchPeerSession.start('torch_engine.py', [String(threads), String(OP_OVERHEAD_CALLS)]);
+  const peerArgs = [String(threads), String(OP_OVERHEAD_CALLS)];
+  const started = await TorchPeerSession.start('torch_engine.py', peerArgs);
+  // PyTorch's own default is active waiting (its users' setting); this one waits as plsc's threads do.
+  const passive = started ? await TorchPeerSession.start('torch_engine.py', peerArgs, { ...THREAD_WAIT_ENV }) : null;
   let samples: Record<EngineMeasure, MeasureRounds>;
   let profile: StepProfile | null = null;
   try {
     const peer = started?.session;
-    const takePeer = peer
-      ? async (measure: EngineMeasure): Promise<number> =>
-          (await peer.request<{ value: number }>({ measure, repeats: RUNS_PER_SAMPLE[measure] })).value
-      : null;
+    const passivePeer = passive?.session;
+    const takePeer =
+      peer && passivePeer
+        ? async (measure: EngineMeasure): Promise<number> => {
+            const repeats = RUNS_PER_SAMPLE[measure];
+            if (measure === 'step_channels_last_passive') {
+              return (await passivePeer.request<{ value: number }>({ measure: 'step_channels_last', repeats })).value;
+            }
+            return (await peer.request<{ value: number }>({ measure, repeats })).value;
+          }
+        : null;
     samples = await alternateRounds(rounds, (measure) => ours.sample(measure), takePeer);
     if (withProfile) profile = ours.profileStep();
   } finally {
     started?.session.close();
+    passive?.session.close();
     ours.dispose();
   }
   const oursOf = (measure: EngineMeasure): number => median(samples[measure].ours);
@@ -241,17 +275,22 @@ export async function benchEngine(argv: string[]): Promise<number> {
     conv_ms: oursOf('conv'),
     step_ms: oursOf('step'),
     op_overhead_us: oursOf('op_overhead'),
+    op_overhead_cpu_us: oursOf('op_overhead_cpu'),
     torch_version: started?.hello.version ?? null,
     torch_matmul_gflops: torchOf('matmul'),
     torch_conv_ms: torchOf('conv'),
     torch_step_ms: torchOf('step'),
     torch_step_channels_last_ms: torchOf('step_channels_last'),
+    torch_step_channels_last_passive_ms: torchOf('step_channels_last_passive'),
     torch_op_overhead_us: torchOf('op_overhead'),
+    torch_op_overhead_cpu_us: torchOf('op_overhead_cpu'),
     matmul_ratio: ratioOf('matmul'),
     conv_ratio: ratioOf('conv'),
     step_ratio: ratioOf('step'),
     step_ratio_channels_last: ratioOf('step_channels_last'),
+    step_ratio_channels_last_passive: ratioOf('step_channels_last_passive'),
     op_overhead_ratio: ratioOf('op_overhead'),
+    op_overhead_cpu_ratio: ratioOf('op_overhead_cpu'),
     rounds,
     round_samples: samples,
     ...(profile !== null ? { step_profile: profile } : {}),
@@ -270,7 +309,9 @@ export async function benchEngine(argv: string[]): Promise<number> {
   console.log(`  conv2d fwd+bwd [32,64,56,56]   ours ${fmt(result.conv_ms, 1)} ms  torch ${fmt(result.torch_conv_ms, 1)} ms  ratio ${fmt(result.conv_ratio)}${spread('conv')} (lower is better)`);
   console.log(`  small CNN train step (b=32)    ours (channels-last) ${fmt(result.step_ms, 2)} ms  torch ${fmt(result.torch_step_ms, 2)} ms  ratio ${fmt(result.step_ratio)}${spread('step')} (lower is better)`);
   console.log(`    PyTorch with channels-last weights too  torch ${fmt(result.torch_step_channels_last_ms, 2)} ms  ratio ${fmt(result.step_ratio_channels_last)}${spread('step_channels_last')}`);
+  console.log(`    ... and threads waiting passively as ours torch ${fmt(result.torch_step_channels_last_passive_ms, 2)} ms  ratio ${fmt(result.step_ratio_channels_last_passive)}${spread('step_channels_last_passive')}`);
   console.log(`  op overhead (add of 4 floats)  ours ${fmt(result.op_overhead_us, 2)} us  torch ${fmt(result.torch_op_overhead_us, 2)} us  ratio ${fmt(result.op_overhead_ratio)}${spread('op_overhead')} (lower is better; ours in tidy())`);
+  console.log(`    the same in CPU time per call        ours ${fmt(result.op_overhead_cpu_us, 2)} us  torch ${fmt(result.torch_op_overhead_cpu_us, 2)} us  ratio ${fmt(result.op_overhead_cpu_ratio)}${spread('op_overhead_cpu')}`);
   if (profile !== null) printStepProfile(profile);
   return 0;
 }

@@ -44,11 +44,19 @@ export class TorchPeerSession {
     child.on('error', (err) => this.failAll(new Error(`PyTorch peer ${this.script}: ${err.message}`)));
   }
 
-  /** Starts bench/<script> with args and waits for its hello line; null when no python has torch. */
-  static async start(script: string, args: string[], timeoutMs = 300_000): Promise<{ session: TorchPeerSession; hello: PeerHello } | null> {
+  /**
+   * Starts bench/<script> with args (and `extraEnv` over the peer's environment) and waits for its
+   * hello line; null when no python has torch.
+   */
+  static async start(
+    script: string,
+    args: string[],
+    extraEnv: Record<string, string> = {},
+    timeoutMs = 300_000,
+  ): Promise<{ session: TorchPeerSession; hello: PeerHello } | null> {
     const python = findTorchPython();
     if (python === null) return null;
-    const child = spawn(python, [join(benchSourceDir(), script), ...args], { env: peerEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(python, [join(benchSourceDir(), script), ...args], { env: { ...peerEnv(), ...extraEnv }, stdio: ['pipe', 'pipe', 'pipe'] });
     const session = new TorchPeerSession(script, child, timeoutMs);
     try {
       const hello = await session.nextLine<PeerHello>();

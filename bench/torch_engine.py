@@ -2,7 +2,8 @@
 
 Run by bench/engine.ts (bench/peer-session.ts) with the same thread count plsc uses (argv[1]) and the
 op-overhead call count (argv[2]). Prints a hello line, then answers each JSON request line on stdin,
-{"measure": "op_overhead" | "matmul" | "conv" | "step", "repeats": n}, with one JSON line, until
+{"measure": "op_overhead" | "op_overhead_cpu" | "matmul" | "conv" | "step" | "step_channels_last",
+"repeats": n}, with one JSON line, until
 stdin ends; ours and these samples alternate, so both sides see the same machine load.
 """
 import json
@@ -42,6 +43,16 @@ def tiny_ops():
 
 def op_overhead_us(repeats):
     return median_ms(tiny_ops, 1, repeats) * 1000.0 / op_overhead_calls
+
+
+def op_overhead_cpu_us(repeats):
+    samples = []
+    for run in range(repeats + 1):
+        start = time.process_time()
+        tiny_ops()
+        if run > 0:
+            samples.append((time.process_time() - start) * 1e6 / op_overhead_calls)
+    return statistics.median(samples)
 
 
 mm_a = torch.randn(256, 512)
@@ -98,7 +109,7 @@ def train_step_of(model):
     return lambda repeats: median_ms(train_step, 1, repeats)
 
 
-MEASURES = {"op_overhead": op_overhead_us, "matmul": matmul_gflops, "conv": conv_ms,
+MEASURES = {"op_overhead": op_overhead_us, "op_overhead_cpu": op_overhead_cpu_us, "matmul": matmul_gflops, "conv": conv_ms,
             # As written (NCHW, PyTorch's default), and with the weights channels-last as plsc's are.
             "step": train_step_of(SmallCnn()),
             "step_channels_last": train_step_of(SmallCnn().to(memory_format=torch.channels_last))}
