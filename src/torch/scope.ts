@@ -114,7 +114,8 @@ function finishFrame<T>(frame: ScopeFrame, result: T): T {
 
 /**
  * Runs fn and disposes every tensor created during the call except those reachable from its
- * result and those passed to keep(). Returned tensors move to the enclosing scope, if any.
+ * result and those passed to keep(). Returned tensors it created move to the enclosing scope, if
+ * any; a returned tensor created outside it stays with its owner.
  * fn must be synchronous: a Promise result is rejected with an error.
  */
 export function tidy<T>(fn: () => T): T {
