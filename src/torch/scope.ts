@@ -17,7 +17,7 @@ export const TENSOR_MARK: unique symbol = Symbol.for('plsc.tensor');
 
 interface ScopeFrame {
   // Each tensor at most once: the constructor tracks it in one frame, and only the frame holding
-  // it moves it to the parent (an array: a Set per scope cost more than the small op it scopes).
+  // it moves it to the parent, so an array suffices (no Set to build and hash per scope).
   tracked: Disposable[];
 }
 
