@@ -22,7 +22,7 @@ export function findTorchPython(): string | null {
   return cachedPython;
 }
 
-function benchSourceDir(): string {
+export function benchSourceDir(): string {
   // Compiled to dist/bench/peer.js; the .py scripts stay in bench/ at the package root.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {

@@ -16,7 +16,9 @@ export interface Disposable {
 export const TENSOR_MARK: unique symbol = Symbol.for('plsc.tensor');
 
 interface ScopeFrame {
-  tracked: Set<Disposable>;
+  // Each tensor at most once: the constructor tracks it in one frame, and only the frame holding
+  // it moves it to the parent, so an array suffices (no Set to build and hash per scope).
+  tracked: Disposable[];
 }
 
 const frames: ScopeFrame[] = [];
@@ -25,15 +27,15 @@ const kept = new WeakSet<Disposable>();
 /** Called by the Tensor constructor: registers the tensor with the innermost scope. */
 export function track<T extends Disposable>(tensor: T): T {
   const frame = frames[frames.length - 1];
-  if (frame !== undefined) frame.tracked.add(tensor);
+  if (frame !== undefined) frame.tracked.push(tensor);
   else tensor.unscoped?.();
   return tensor;
 }
 
 /** Exempts a tensor from disposal by the enclosing scopes (it still dies with dispose() or GC). */
 export function keep<T extends Disposable>(tensor: T): T {
+  // Scopes skip kept tensors when they end; the frame's array may still list it until then.
   kept.add(tensor);
-  for (const frame of frames) frame.tracked.delete(tensor);
   tensor.unscoped?.();
   return tensor;
 }
@@ -69,7 +71,7 @@ export function collectDisposables(value: unknown, into: Set<Disposable> = new S
 }
 
 function openFrame(): ScopeFrame {
-  const frame: ScopeFrame = { tracked: new Set() };
+  const frame: ScopeFrame = { tracked: [] };
   frames.push(frame);
   return frame;
 }
@@ -90,7 +92,9 @@ function discardFrame(frame: ScopeFrame): void {
   for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
 }
 
-// After success: tensors reachable from the result survive and move to the enclosing scope.
+// After success: tensors this scope created that are reachable from the result survive and move
+// to the enclosing scope. Others in the result (created outside it: a parameter, an outer scope's
+// tensor) stay with whoever owns them.
 function finishFrame<T>(frame: ScopeFrame, result: T): T {
   if (result === undefined || result === null) {
     for (const tensor of frame.tracked) if (!kept.has(tensor)) tensor.dispose();
@@ -99,12 +103,10 @@ function finishFrame<T>(frame: ScopeFrame, result: T): T {
   const survivors = collectDisposables(result);
   const parent = frames[frames.length - 1];
   for (const tensor of frame.tracked) {
-    if (survivors.has(tensor) || kept.has(tensor)) continue;
-    tensor.dispose();
-  }
-  for (const tensor of survivors) {
-    if (kept.has(tensor) || tensor.isDisposed) continue;
-    if (parent !== undefined) parent.tracked.add(tensor);
+    if (kept.has(tensor)) continue;
+    if (!survivors.has(tensor)) tensor.dispose();
+    else if (tensor.isDisposed) continue;
+    else if (parent !== undefined) parent.tracked.push(tensor);
     else tensor.unscoped?.();
   }
   return result;
@@ -112,7 +114,8 @@ function finishFrame<T>(frame: ScopeFrame, result: T): T {
 
 /**
  * Runs fn and disposes every tensor created during the call except those reachable from its
- * result and those passed to keep(). Returned tensors move to the enclosing scope, if any.
+ * result and those passed to keep(). Returned tensors it created move to the enclosing scope, if
+ * any; a returned tensor created outside it stays with its owner.
  * fn must be synchronous: a Promise result is rejected with an error.
  */
 export function tidy<T>(fn: () => T): T {

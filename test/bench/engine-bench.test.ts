@@ -2,7 +2,7 @@
 // Nothing here asserts speed: only that the measurements are taken and add up.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { measureOpOverheadUs, profileSmallCnnStep } from '../../bench/engine.js';
+import { alternateRounds, ENGINE_MEASURES, measureOpOverheadUs, profileSmallCnnStep } from '../../bench/engine.js';
 import { SmallCnn } from '../../bench/small-cnn.js';
 import { ops as F, optim, manualSeed, scopeDepth, tidy } from '../../src/index.js';
 
@@ -44,4 +44,71 @@ test('profileSmallCnnStep: the four phases, forward operators counted, in-op tim
     images.dispose();
     labels.dispose();
   }
+});
+
+test('the small CNN with channels-last weights (as the engine benchmark runs it) gives the NCHW loss and gradients', () => {
+  const build = (): SmallCnn => {
+    manualSeed(11);
+    return new SmallCnn();
+  };
+  const nchw = build();
+  const channelsLast = build().toMemoryFormat('channels_last');
+  manualSeed(12);
+  const images = F.randn([4, 3, 32, 32]);
+  const labels = F.randint(0, 10, [4]);
+  try {
+    const conv = channelsLast.parameters().find((p) => p.ndim === 4)!;
+    assert.equal(conv.isContiguous(), false, 'the conv weight was relaid channels-last');
+    const lossOf = (model: SmallCnn): number =>
+      tidy(() => {
+        const loss = F.crossEntropy(model.call(images), labels);
+        loss.backward();
+        return loss.item();
+      });
+    assert.ok(Math.abs(lossOf(nchw) - lossOf(channelsLast)) < 1e-5);
+    const [a, b] = [nchw.parameters(), channelsLast.parameters()];
+    assert.equal(a.length, b.length);
+    for (let i = 0; i < a.length; i++) {
+      const diff = tidy(() => F.sub(a[i]!.grad!, b[i]!.grad!).abs().max().item());
+      const scale = tidy(() => a[i]!.grad!.abs().max().item());
+      assert.ok(diff <= 1e-4 * Math.max(1, scale), `parameter ${i}: gradients differ by ${diff}`);
+    }
+  } finally {
+    nchw.dispose();
+    channelsLast.dispose();
+    images.dispose();
+    labels.dispose();
+  }
+});
+
+test('alternateRounds: every measurement sampled once a round on each side, the side going first alternating, ratios per round', async () => {
+  const order: string[] = [];
+  let oursValue = 0;
+  const rounds = await alternateRounds(
+    3,
+    (measure) => {
+      order.push(`ours:${measure}`);
+      return ++oursValue;
+    },
+    async (measure) => {
+      order.push(`peer:${measure}`);
+      return 2;
+    },
+  );
+  assert.deepEqual(Object.keys(rounds), [...ENGINE_MEASURES]);
+  const perRound = ENGINE_MEASURES.length;
+  assert.equal(order.length, 3 * 2 * perRound);
+  assert.equal(order[0], `ours:${ENGINE_MEASURES[0]}`);
+  assert.equal(order[2 * perRound], `peer:${ENGINE_MEASURES[0]}`, 'the second round starts with the peer');
+  const step = rounds.step;
+  assert.equal(step.ours.length, 3);
+  assert.deepEqual(step.torch, [2, 2, 2]);
+  assert.deepEqual(
+    step.ratios,
+    step.ours.map((v) => v / 2),
+  );
+  const alone = await alternateRounds(2, () => 1, null);
+  assert.equal(alone.conv.torch, null);
+  assert.equal(alone.conv.ratios, null);
+  assert.deepEqual(alone.conv.ours, [1, 1]);
 });

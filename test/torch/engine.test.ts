@@ -90,6 +90,31 @@ test('tidy disposes everything created inside except the result and kept tensors
   assert.throws(() => result.shape, /disposed/);
 });
 
+test('a tensor an inner tidy returns but did not create stays with its owner (no scope, or an outer scope)', () => {
+  const parameter = F.ones([2]);
+  let outerCreated: Tensor | undefined;
+  let innerCreated: Tensor | undefined;
+  tidy(() => {
+    outerCreated = F.zeros([2]);
+    tidy(() => {
+      const middle = tidy(() => {
+        // The parameter (no scope owns it) and the outer scope's tensor pass through two scopes.
+        assert.equal(tidy(() => parameter), parameter);
+        assert.equal(tidy(() => outerCreated), outerCreated);
+        innerCreated = tidy(() => F.ones([2]).add(1));
+        return innerCreated;
+      });
+      assert.equal(middle.isDisposed, false, 'a created survivor moves to the enclosing scope');
+    });
+    assert.equal(innerCreated?.isDisposed, true, 'and dies with it');
+    assert.equal(outerCreated?.isDisposed, false, "an outer scope's tensor lives until that scope ends");
+  });
+  assert.equal(outerCreated?.isDisposed, true);
+  assert.equal(parameter.isDisposed, false, 'a tensor no scope owns is never disposed by one');
+  assert.deepEqual(parameter.toArray(), [1, 1]);
+  parameter.dispose();
+});
+
 test('tidy disposes on exceptions too and rejects async functions', () => {
   let created: Tensor | undefined;
   assert.throws(() =>
