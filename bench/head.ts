@@ -135,7 +135,8 @@ async function measureRank(options: MeasureOptions) {
   gemms();
 
   // The row kernels alone on rows like the step's (the shard's, or `active` random sorted rows),
-  // tile by tile: widen into the tile buffer with norms, then the SGD update with a zero gradient,
+  // tile by tile: widen into the tile buffer with norms (norms only where the GEMMs read the shard),
+  // then the SGD update with a zero gradient,
   // lr 0 and momentum 1 (values unchanged). It is the step's memory traffic over the class store.
   const momentum = head.namedBuffers().find(([name]) => name === 'weight_momentum')?.[1];
   const sampledRows = active === numLocal ? null : F.sort(F.narrow(F.randperm(numLocal), 0, 0, active))[0];
@@ -151,8 +152,9 @@ async function measureRank(options: MeasureOptions) {
         const rows = Math.min(tile, active - start);
         const selection: RowSelection = sampledRows === null ? { first: start, count: rows } : { index: F.narrow(sampledRows, 0, start, rows) };
         const part = (t: Tensor): Tensor => F.narrow(t, 0, 0, rows);
-        loadRows(head.weight, selection, part(rowBuffer), part(norms), part(squaredNorms), 1e-12);
-        rowUpdate(head.weight, momentum, selection, part(zeroGrad), part(squaredNorms), { lr: 0, momentum: 1, weightDecay: 0 }, [0, 0], part(previousRows));
+        // Rows the GEMMs read from the shard itself are not widened into a buffer (norms only).
+        loadRows(head.weight, selection, readsShard ? null : part(rowBuffer), part(norms), part(squaredNorms), 1e-12);
+        rowUpdate(head.weight, momentum, selection, part(zeroGrad), part(squaredNorms), { lr: 0, momentum: 1, weightDecay: 0 }, [0, 0], readsShard ? null : part(previousRows));
       });
     }
   };
