@@ -98,11 +98,17 @@ function findAddon(): string {
  * Thread-pool waiting, read by libgomp and OpenBLAS when the addon loads them (so set before it):
  * libtorch's OpenMP workers and OpenBLAS's own workers take turns on the same cores, and by default
  * each pool spins for a long time after its work is done, stealing the core from the other
- * (measured on 2 cores: a 1M-class head step 10.5 s -> 6.3 s). A value the user set is kept.
+ * (measured on 2 cores: a 1M-class head step 10.5 s -> 6.3 s). OpenMP's workers still spin briefly
+ * (GOMP_SPINCOUNT 10000, ~0.1 ms, where libgomp's default is ~3 ms): a small model's step opens a
+ * short parallel region per operator, and waking sleeping workers for each cost it ~7% (`plsc bench
+ * engine`), while the head's step did not move. A value the user set is kept; a user's
+ * OMP_WAIT_POLICY also keeps libgomp's own spin count.
  */
-export const THREAD_WAIT_ENV: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_THREAD_TIMEOUT: '4' };
+export const THREAD_WAIT_ENV: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_THREAD_TIMEOUT: '4', GOMP_SPINCOUNT: '10000' };
 /** The THREAD_WAIT_ENV names this process set (the user had not); benchmark peers run without them. */
-export const injectedThreadEnv: readonly string[] = Object.keys(THREAD_WAIT_ENV).filter((name) => process.env[name] === undefined);
+export const injectedThreadEnv: readonly string[] = Object.keys(THREAD_WAIT_ENV).filter(
+  (name) => process.env[name] === undefined && !(name === 'GOMP_SPINCOUNT' && process.env.OMP_WAIT_POLICY !== undefined),
+);
 for (const name of injectedThreadEnv) process.env[name] = THREAD_WAIT_ENV[name];
 
 const require = createRequire(import.meta.url);

@@ -272,16 +272,18 @@ test('threads are set for libtorch and the BLAS pool', () => {
 test('thread pools wait passively unless the user chose otherwise (set before libgomp/OpenBLAS load)', () => {
   const probe = [
     "const native = await import(process.argv[1]);",
-    "console.log(JSON.stringify({ omp: process.env.OMP_WAIT_POLICY, blas: process.env.OPENBLAS_THREAD_TIMEOUT, injected: native.injectedThreadEnv }));",
+    "console.log(JSON.stringify({ omp: process.env.OMP_WAIT_POLICY, blas: process.env.OPENBLAS_THREAD_TIMEOUT, spin: process.env.GOMP_SPINCOUNT ?? null, injected: native.injectedThreadEnv }));",
   ].join('\n');
   const nativeModule = new URL('../../src/torch/native.js', import.meta.url).href;
-  const run = (extra: Record<string, string>): { omp: string; blas: string; injected: string[] } => {
+  type Seen = { omp: string; blas: string; spin: string | null; injected: string[] };
+  const run = (extra: Record<string, string>): Seen => {
     const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-    if (!('OMP_WAIT_POLICY' in extra)) delete env.OMP_WAIT_POLICY;
-    if (!('OPENBLAS_THREAD_TIMEOUT' in extra)) delete env.OPENBLAS_THREAD_TIMEOUT;
+    for (const name of ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT', 'GOMP_SPINCOUNT']) if (!(name in extra)) delete env[name];
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', probe, nativeModule], { env, encoding: 'utf8' });
-    return JSON.parse(out.trim().split('\n').pop() as string) as { omp: string; blas: string; injected: string[] };
+    return JSON.parse(out.trim().split('\n').pop() as string) as Seen;
   };
-  assert.deepEqual(run({}), { omp: 'PASSIVE', blas: '4', injected: ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT'] });
-  assert.deepEqual(run({ OMP_WAIT_POLICY: 'ACTIVE' }), { omp: 'ACTIVE', blas: '4', injected: ['OPENBLAS_THREAD_TIMEOUT'] });
+  assert.deepEqual(run({}), { omp: 'PASSIVE', blas: '4', spin: '10000', injected: ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT', 'GOMP_SPINCOUNT'] });
+  // A user's wait policy keeps libgomp's spin count for it (GOMP_SPINCOUNT would override it).
+  assert.deepEqual(run({ OMP_WAIT_POLICY: 'ACTIVE' }), { omp: 'ACTIVE', blas: '4', spin: null, injected: ['OPENBLAS_THREAD_TIMEOUT'] });
+  assert.deepEqual(run({ GOMP_SPINCOUNT: '0' }), { omp: 'PASSIVE', blas: '4', spin: '0', injected: ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT'] });
 });
