@@ -17,7 +17,7 @@ test('plsc --help lists every command once, bench second when the bin passes it 
   const withBench = await captured(() => main(['--help'], BENCH_COMMAND));
   assert.equal(withBench.result, 0);
   assert.deepEqual(listedCommands(withBench.stdout), ['launch', 'bench', ...SRC_COMMANDS.slice(1)]);
-  assert.match(withBench.stdout, /^ {2}bench {7}benchmarks: plsc bench engine\|comm\|head\|train\|serve \[--json\]$/m);
+  assert.match(withBench.stdout, /^ {2}bench {7}benchmarks: plsc bench engine\|comm\|head\|train\|serve\|eval \[--json\]$/m);
 
   const withoutBench = await captured(() => main(['--help']));
   assert.deepEqual(listedCommands(withoutBench.stdout), SRC_COMMANDS);
