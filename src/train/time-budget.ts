@@ -7,32 +7,19 @@ import { positiveNumber } from '../util/validate.js';
 export const STEPS_BEFORE_ESTIMATE = 4;
 
 export class TimeBudget {
-  private startedAt = Number.NaN;
-
   /**
-   * `clock` is monotonic milliseconds (injectable so tests need not depend on speed);
-   * `spentBefore` the seconds earlier runs of the same training spent (a resumed run continues the budget).
+   * `spentSeconds` reads the seconds the training has spent, earlier runs of it included (a resumed
+   * run continues the budget; the Trainer keeps that clock, tests inject one).
    */
   constructor(
     readonly seconds: number,
-    private readonly clock: () => number = () => performance.now(),
-    readonly spentBefore = 0,
+    private readonly spentSeconds: () => number,
   ) {
     positiveNumber(seconds, 'TimeBudget: seconds');
-    if (!(spentBefore >= 0)) throw new RangeError(`TimeBudget: spentBefore must be >= 0 seconds, got ${spentBefore}`);
   }
 
-  start(): void {
-    this.startedAt = this.clock();
-  }
-
-  now(): number {
-    return this.clock();
-  }
-
-  /** Seconds spent so far, earlier runs included. */
   elapsedSeconds(): number {
-    return this.spentBefore + (this.clock() - this.startedAt) / 1000;
+    return this.spentSeconds();
   }
 
   remainingSeconds(): number {

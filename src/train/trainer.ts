@@ -379,8 +379,8 @@ export class Trainer {
     const outputDir = config.modelSaveDir;
     const metricsPath = rank === 0 ? join(outputDir, 'metrics.jsonl') : null;
     const clock = options.clock ?? (() => performance.now());
-    // A resumed run continues its checkpoint's budget rather than starting a new one.
-    const budget = config.trainTime === null ? null : new TimeBudget(parseDuration(config.trainTime), clock, this.trainSecondsBefore);
+    // The budget reads the training's seconds: a resumed run continues its checkpoint's budget.
+    const budget = config.trainTime === null ? null : new TimeBudget(parseDuration(config.trainTime), () => this.trainSeconds());
     // A time budget stops the run by the clock; trainSteps, when also set, still caps it.
     const stepCap = budget === null ? this.totalSteps : (config.trainSteps ?? Infinity);
     const stopAt = Math.min(stepCap, options.maxStepsThisRun === undefined ? Infinity : this.step + options.maxStepsThisRun);
@@ -398,11 +398,10 @@ export class Trainer {
     const meter = new ThroughputMeter();
     const stepsAtStart = this.step;
     let announcedSteps = 0;
-    budget?.start();
     this.runClock = { clock, startedAt: clock() };
     // A resumed run whose budget is already spent trains no further step (rank 0's clock decides, as below).
     let budgetSpent = budget !== null && this.agreeOnStop(budget.spent());
-    if (budget !== null && budget.spentBefore > 0) progress?.log(`time budget ${formatDuration(budget.seconds)}: ${formatDuration(budget.spentBefore)} spent before this run, ${formatDuration(budget.remainingSeconds())} left`);
+    if (budget !== null && this.trainSecondsBefore > 0) progress?.log(`time budget ${formatDuration(budget.seconds)}: ${formatDuration(this.trainSecondsBefore)} spent before this run, ${formatDuration(budget.remainingSeconds())} left`);
     let imagesSeen = 0;
     const started = performance.now();
     const stepsPerEpoch = Math.max(1, this.loader.batchesPerEpoch);
