@@ -115,49 +115,46 @@ async function measureRank(options: MeasureOptions) {
   const weightTile = readsShard ? null : F.randn([tile, options.emb]);
   // The buffers are taken per call, as the step takes its own: the two alternate on the same
   // cached blocks (at 10M classes there is no room for both sets at once).
+  // The active rows in tiles, as the step walks them; each tile in its own scope.
+  const forEachTile = (body: (start: number, rows: number) => void): void => {
+    for (let start = 0; start < active; start += tile) tidy(() => body(start, Math.min(tile, active - start)));
+  };
   const gemms = (): void =>
     tidy(() => {
       const logits = F.empty([recomputes ? tile : active, globalBatch]);
       const weightGrad = F.empty([tile, options.emb]);
       const featureGrad = F.zeros([globalBatch, options.emb]);
-      for (let start = 0; start < active; start += tile) {
-        tidy(() => {
-          const rows = Math.min(tile, active - start);
-          const w = weightTile === null ? F.narrow(head.weight, 0, start, rows) : F.narrow(weightTile, 0, 0, rows);
-          const out = F.narrow(logits, 0, recomputes ? 0 : start, rows);
-          F.mmOut(w, xt, out);
-          if (recomputes) F.mmOut(w, xt, out);
-          F.addmm_(featureGrad, out.t(), w);
-          F.mmOut(out, x, F.narrow(weightGrad, 0, 0, rows));
-        });
-      }
+      forEachTile((start, rows) => {
+        const w = weightTile === null ? F.narrow(head.weight, 0, start, rows) : F.narrow(weightTile, 0, 0, rows);
+        const out = F.narrow(logits, 0, recomputes ? 0 : start, rows);
+        F.mmOut(w, xt, out);
+        if (recomputes) F.mmOut(w, xt, out);
+        F.addmm_(featureGrad, out.t(), w);
+        F.mmOut(out, x, F.narrow(weightGrad, 0, 0, rows));
+      });
     });
   gemms();
 
   // The row kernels alone on rows like the step's (the shard's, or `active` random sorted rows),
   // tile by tile: widen into the tile buffer with norms (norms only where the GEMMs read the shard),
-  // then the SGD update with a zero gradient,
-  // lr 0 and momentum 1 (values unchanged). It is the step's memory traffic over the class store.
+  // then the SGD update with a zero gradient, lr 0 and momentum 1 (values unchanged). It is the
+  // step's memory traffic over the class store.
   const momentum = head.namedBuffers().find(([name]) => name === 'weight_momentum')?.[1];
+  if (momentum === undefined) throw new Error('bench head: the fused head has no weight_momentum buffer to time the row update on');
   const sampledRows = active === numLocal ? null : F.sort(F.narrow(F.randperm(numLocal), 0, 0, active))[0];
   const rowBuffer = F.empty([tile, options.emb]);
   const previousRows = F.empty([tile, options.emb]);
   const zeroGrad = F.zeros([tile, options.emb]);
   const norms = F.empty([tile]);
   const squaredNorms = F.empty([tile]);
-  const rowKernels = (): void => {
-    if (momentum === undefined) return;
-    for (let start = 0; start < active; start += tile) {
-      tidy(() => {
-        const rows = Math.min(tile, active - start);
-        const selection: RowSelection = sampledRows === null ? { first: start, count: rows } : { index: F.narrow(sampledRows, 0, start, rows) };
-        const part = (t: Tensor): Tensor => F.narrow(t, 0, 0, rows);
-        // Rows the GEMMs read from the shard itself are not widened into a buffer (norms only).
-        loadRows(head.weight, selection, readsShard ? null : part(rowBuffer), part(norms), part(squaredNorms), 1e-12);
-        rowUpdate(head.weight, momentum, selection, part(zeroGrad), part(squaredNorms), { lr: 0, momentum: 1, weightDecay: 0 }, [0, 0], readsShard ? null : part(previousRows));
-      });
-    }
-  };
+  const rowKernels = (): void =>
+    forEachTile((start, rows) => {
+      const selection: RowSelection = sampledRows === null ? { first: start, count: rows } : { index: F.narrow(sampledRows, 0, start, rows) };
+      const part = (t: Tensor): Tensor => F.narrow(t, 0, 0, rows);
+      // Rows the GEMMs read from the shard itself are not widened into a buffer (norms only).
+      loadRows(head.weight, selection, readsShard ? null : part(rowBuffer), part(norms), part(squaredNorms), 1e-12);
+      rowUpdate(head.weight, momentum, selection, part(zeroGrad), part(squaredNorms), { lr: 0, momentum: 1, weightDecay: 0 }, [0, 0], readsShard ? null : part(previousRows));
+    });
   rowKernels();
   // This machine's speed drifts by tens of percent within a minute: the step and its GEMMs are
   // timed in alternation, and the ratio is the median of the pairs' ratios.
