@@ -10,7 +10,9 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "<!@(node torch-config.cjs --defines)"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      # -fopenmp: at::parallel_for's OpenMP body is compiled into the addon (the head's kernels); without
+      # it every kernel runs on the calling thread. Not linked: GOMP_* resolve to the libgomp libtorch loads.
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "libraries": ["<!@(node torch-config.cjs --libs)", "-ldl"]
     }
   ]

@@ -13,6 +13,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -378,6 +379,12 @@ void storeRows(void* store, Storage storage, int64_t dim, const int64_t* index, 
       case Storage::Float16: return storeRowsF16(store, dim, index, first, begin, end, values, key, stream);
     }
   });
+}
+
+int64_t kernelThreads(int64_t tasks) {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) { seen.fetch_or(uint64_t{1} << (at::get_thread_num() & 63)); });
+  return __builtin_popcountll(seen.load());
 }
 
 }  // namespace head

@@ -63,6 +63,10 @@ void rowUpdate(void* weight, void* momentumStore, Storage storage, int64_t dim, 
 // Writes float32 rows [count, dim] into store rows (index ? index[i] : first + i) with the storage's
 // rounding: bfloat16 rounds stochastically with bits from (key, store row, element, stream),
 // float16 to nearest. Initialization and loading of the store go through it.
+// How many threads a kernel's parallel loop over `tasks` units runs on: libtorch's intra-op pool
+// when this file is built with OpenMP (as libtorch is); 1 if not, whatever the thread setting.
+int64_t kernelThreads(int64_t tasks);
+
 void storeRows(void* store, Storage storage, int64_t dim, const int64_t* index, int64_t first, int64_t count,
                const float* values, uint64_t key, uint32_t stream);
 

@@ -228,6 +228,12 @@ Napi::Value StoreRows(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// headKernelThreads(tasks): the threads a kernel's parallel loop over `tasks` units used.
+Napi::Value KernelThreads(const Napi::CallbackInfo& info) {
+  const int64_t tasks = info[0].As<Napi::Number>().Int64Value();
+  return Napi::Number::New(info.Env(), static_cast<double>(head::kernelThreads(tasks)));
+}
+
 }  // namespace
 
 void initHeadKernels(Napi::Env env, Napi::Object exports) {
@@ -236,6 +242,7 @@ void initHeadKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("headLoadRows", Napi::Function::New(env, LoadRows));
   exports.Set("headRowUpdate", Napi::Function::New(env, RowUpdate));
   exports.Set("headStoreRows", Napi::Function::New(env, StoreRows));
+  exports.Set("headKernelThreads", Napi::Function::New(env, KernelThreads));
 }
 
 }  // namespace plsc

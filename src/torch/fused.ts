@@ -74,6 +74,7 @@ interface HeadKernels {
     previousRows: NativeTensor | null,
   ): void;
   headStoreRows(store: NativeTensor, index: NativeTensor | null, first: number, count: number, values: NativeTensor, key: number[], stream: number): void;
+  headKernelThreads(tasks: number): number;
 }
 
 const kernels = native as unknown as HeadKernels;
@@ -168,4 +169,13 @@ function checkedKey(key: readonly number[]): number[] {
     if (!Number.isSafeInteger(part) || part < 0) throw new RangeError(`rounding key parts must be non-negative safe integers, got ${part}`);
   }
   return [...key];
+}
+
+/**
+ * How many threads the kernels' parallel loop runs `tasks` units of work on: libtorch's intra-op
+ * threads (`getNumThreads()`, at most `tasks`). The addon must be compiled with OpenMP for this:
+ * without it at::parallel_for silently runs every kernel on the calling thread alone.
+ */
+export function kernelThreadCount(tasks: number): number {
+  return kernels.headKernelThreads(tasks);
 }

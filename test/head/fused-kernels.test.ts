@@ -2,8 +2,8 @@
 // in float32 (1e-6 relative) and in 16-bit storage (within its rounding); stochastic rounding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ops as F, tidy, manualSeed, type Tensor } from '../../src/index.js';
-import { tileForward, tileGrad, loadRows, rowUpdate, storeRows, type TileTargets, type ClassStorage, type RowSelection } from '../../src/torch/fused.js';
+import { ops as F, tidy, manualSeed, getNumThreads, setNumThreads, type Tensor } from '../../src/index.js';
+import { tileForward, tileGrad, loadRows, rowUpdate, storeRows, kernelThreadCount, type TileTargets, type ClassStorage, type RowSelection } from '../../src/torch/fused.js';
 import { tileForwardReference, tileGradReference, loadRowsReference, rowUpdateReference } from '../../src/torch/fused-reference.js';
 
 /** max |a - b| / max(|b|, floor) over the elements. */
@@ -204,6 +204,21 @@ test('stochastic rounding of bfloat16 writes: deterministic per key and row, dif
     const up = F.mean(F.gt(F.to(many, 'float32'), 1).float()).item();
     assert.ok(up > 0.2 && up < 0.3, `share rounded up ${up}`);
   });
+});
+
+// The kernels parallelize with at::parallel_for, whose OpenMP body is compiled into the addon: built
+// without -fopenmp it runs every kernel on the calling thread, silently (each kernel 1.5-2x slower).
+test('the kernels run on libtorch\'s intra-op threads, as many as the setting (and the work) allows', () => {
+  const threads = getNumThreads();
+  try {
+    setNumThreads(2);
+    assert.equal(kernelThreadCount(64), 2);
+    assert.equal(kernelThreadCount(1), 1);
+    setNumThreads(1);
+    assert.equal(kernelThreadCount(64), 1);
+  } finally {
+    setNumThreads(threads);
+  }
 });
 
 test('kernels reject bad arguments with a message naming the argument', () => {
