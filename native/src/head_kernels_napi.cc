@@ -2,7 +2,9 @@
 #include "handle.h"
 #include "head_kernels.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace plsc {
 
@@ -63,8 +65,11 @@ struct RowSelection {
   int64_t count;
 };
 
+// `distinct`: the kernel writes the rows from several threads at once, so a row named twice would be
+// written concurrently (a race, not two updates): refused.
 RowSelection rowSelection(Napi::Env env, const Napi::Value& indexValue, const Napi::Value& firstValue,
-                          const Napi::Value& countValue, int64_t storeRows, const std::string& what) {
+                          const Napi::Value& countValue, int64_t storeRows, const std::string& what,
+                          bool distinct = false) {
   const at::Tensor* index = optionalTensor(indexValue, what + " index");
   int64_t first = firstValue.As<Napi::Number>().Int64Value();
   int64_t count = countValue.As<Napi::Number>().Int64Value();
@@ -75,8 +80,16 @@ RowSelection rowSelection(Napi::Env env, const Napi::Value& indexValue, const Na
   }
   expect(env, *index, at::kLong, count, what + " index");
   const int64_t* rows = index->data_ptr<int64_t>();
+  bool increasing = true;
   for (int64_t i = 0; i < count; i++) {
     if (rows[i] < 0 || rows[i] >= storeRows) fail(env, what + ": row index " + std::to_string(rows[i]) + " outside the " + std::to_string(storeRows) + " stored rows");
+    if (i > 0 && rows[i] <= rows[i - 1]) increasing = false;
+  }
+  if (distinct && !increasing) {
+    std::vector<int64_t> sorted(rows, rows + count);
+    std::sort(sorted.begin(), sorted.end());
+    auto repeated = std::adjacent_find(sorted.begin(), sorted.end());
+    if (repeated != sorted.end()) fail(env, what + ": row index " + std::to_string(*repeated) + " appears more than once (the rows are written in parallel: each at most once per call)");
   }
   return {rows, 0, count};
 }
@@ -193,7 +206,7 @@ Napi::Value RowUpdate(const Napi::CallbackInfo& info) {
     }
     if (momentum.data_ptr() == weight.data_ptr()) fail(env, "headRowUpdate: weight and momentum are the same tensor");
     const int64_t dim = weight.size(1);
-    RowSelection rows = rowSelection(env, info[2], info[3], info[4], weight.size(0), "headRowUpdate");
+    RowSelection rows = rowSelection(env, info[2], info[3], info[4], weight.size(0), "headRowUpdate", true);
     const float* grad = floats(env, info[5], rows.count * dim, "headRowUpdate grad");
     if (grad == nullptr) fail(env, "headRowUpdate: grad is required");
     const float* inverseSquaredNorm = floats(env, info[6], rows.count, "headRowUpdate inverseSquaredNorm");
@@ -217,7 +230,7 @@ Napi::Value StoreRows(const Napi::CallbackInfo& info) {
     const at::Tensor& store = unwrapTensor(info[0], "headStoreRows store");
     const Storage storage = storageOf(env, store, "headStoreRows store");
     const int64_t dim = store.size(1);
-    RowSelection rows = rowSelection(env, info[1], info[2], info[3], store.size(0), "headStoreRows");
+    RowSelection rows = rowSelection(env, info[1], info[2], info[3], store.size(0), "headStoreRows", true);
     const float* values = floats(env, info[4], rows.count * dim, "headStoreRows values");
     if (values == nullptr) fail(env, "headStoreRows: values are required");
     const uint32_t stream = static_cast<uint32_t>(info[6].As<Napi::Number>().Uint32Value());

@@ -234,6 +234,11 @@ test('kernels reject bad arguments with a message naming the argument', () => {
     const w = F.zeros([5, 2]);
     assert.throws(() => rowUpdate(w, F.zeros([5, 2], { dtype: 'bfloat16' }), { first: 0, count: 1 }, F.zeros([1, 2]), null, { lr: 1, momentum: 0, weightDecay: 0 }, [0]), /momentum must be/);
     assert.throws(() => rowUpdate(w, F.zeros([5, 2]), { first: 0, count: 1 }, F.zeros([1, 2]), null, { lr: 1, momentum: 0, weightDecay: 0 }, [-1]), /non-negative safe integers/);
+    // Written rows are split across threads: a row named twice would be a race, not two updates.
+    assert.throws(() => rowUpdate(w, F.zeros([5, 2]), { index: int64([3, 1, 3]) }, F.zeros([3, 2]), null, { lr: 1, momentum: 0, weightDecay: 0 }, [0]), /row index 3 appears more than once/);
+    assert.throws(() => storeRows(w, { index: int64([0, 2, 2]) }, F.zeros([3, 2]), [0]), /headStoreRows: row index 2 appears more than once/);
+    assert.doesNotThrow(() => rowUpdate(w, F.zeros([5, 2]), { index: int64([4, 0, 2]) }, F.zeros([3, 2]), null, { lr: 1, momentum: 0, weightDecay: 0 }, [0]));
+    assert.doesNotThrow(() => loadRows(w, { index: int64([1, 1]) }, F.empty([2, 2]), null, null, 1e-12));
   });
 });
 

@@ -65,7 +65,8 @@ export class RowSparseSGD extends Optimizer<RowSparseSGDHyperparameters> {
   }
 
   /**
-   * Updates the given rows of `param` in place. `roundingKey` (non-negative integers) seeds the
+   * Updates the given rows of `param` in place (each row at most once per call: the rows are
+   * updated in parallel, and a repeated row index is an error). `roundingKey` (non-negative integers) seeds the
    * stochastic rounding of bfloat16 writes: the same key, rows and values give the same result.
    */
   stepRows(param: Tensor, gradient: RowGradient, roundingKey: readonly number[]): void {
