@@ -1,6 +1,7 @@
 // Parity of the head's fused native kernels with their references built from ordinary operators,
 // in float32 (1e-6 relative) and in 16-bit storage (within its rounding); stochastic rounding.
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { ops as F, tidy, manualSeed, getNumThreads, setNumThreads, type Tensor } from '../../src/index.js';
 import { tileForward, tileGrad, loadRows, rowUpdate, storeRows, kernelThreadCount, type TileTargets, type ClassStorage, type RowSelection } from '../../src/torch/fused.js';
@@ -266,4 +267,37 @@ test('float16 rows: storeRows rounds like torch (nearest even, subnormals, overf
       assert.ok(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)), `element ${i}: widened to ${a}, expected ${e}`);
     }
   });
+});
+
+// On CPUs with F16C, float16 rows are converted with vcvtph2ps/vcvtps2ph; PLSC_F16C=0 keeps the
+// portable bit arithmetic. Both must give the same bits (a run resumes exactly on any x86-64 CPU).
+test('float16 rows: the F16C path and the portable path write and read the same bits', () => {
+  const indexUrl = new URL('../../src/index.js', import.meta.url).href;
+  const fusedUrl = new URL('../../src/torch/fused.js', import.meta.url).href;
+  const script = `
+    const { ops: F, manualSeed } = await import(${JSON.stringify(indexUrl)});
+    const { storeRows, loadRows, rowUpdate } = await import(${JSON.stringify(fusedUrl)});
+    const out = {};
+    for (const dim of [40, 512]) {
+      manualSeed(5);
+      const special = [0, -0, 65504, 65520, 7e4, -7e4, 2 ** -24, 2 ** -25, 3e-8, 6e-5, Infinity, -Infinity, NaN, 1 + 2 ** -11];
+      const values = F.cat([F.tensor(special), F.mul(F.randn([12 * dim - special.length]), 3)]).reshape([12, dim]);
+      const weight = F.zeros([16, dim], { dtype: 'float16' });
+      const momentum = F.zeros([16, dim], { dtype: 'float16' });
+      storeRows(weight, { first: 2, count: 12 }, values, [1]);
+      storeRows(momentum, { index: F.tensor([15, 0, 3, 9, 4, 5, 6, 7, 8, 1, 10, 11], { dtype: 'int64' }) }, F.mul(values, 0.5), [2]);
+      const rows = { index: F.tensor([1, 3, 4, 8, 13, 14], { dtype: 'int64' }) };
+      const widened = F.empty([6, dim]);
+      const inverse = F.empty([6]);
+      const inverseSquared = F.empty([6]);
+      loadRows(weight, rows, widened, inverse, inverseSquared, 1e-12);
+      const previous = F.empty([6, dim]);
+      rowUpdate(weight, momentum, rows, F.mul(F.randn([6, dim]), 0.1), inverseSquared, { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 }, [3], previous);
+      const bits = (t) => F.to(t, 'float32').toArray().map((v) => (Number.isNaN(v) ? 'nan' : Object.is(v, -0) ? '-0' : v));
+      out[dim] = { weight: bits(weight), momentum: bits(momentum), widened: bits(widened), inverse: bits(inverse), previous: bits(previous) };
+    }
+    console.log(JSON.stringify(out));`;
+  const run = (env: Record<string, string>): unknown =>
+    JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }));
+  assert.deepEqual(run({}), run({ PLSC_F16C: '0' }));
 });
