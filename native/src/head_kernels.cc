@@ -20,8 +20,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <limits>
+#include <string>
 
 namespace plsc {
 namespace head {
@@ -332,8 +332,6 @@ bool useF16C(int64_t dim) {
                                 !(std::getenv("PLSC_F16C") != nullptr && std::string(std::getenv("PLSC_F16C")) == "0");
   return supported && dim <= kF16ScratchFloats;
 }
-#else
-bool useF16C(int64_t) { return false; }
 #endif
 
 // Rows of work per task: enough that a task is worth its scheduling.
