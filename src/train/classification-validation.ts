@@ -11,7 +11,7 @@ import type { ProcessGroup } from '../distributed/process-group.js';
 import { RunningTopK } from '../centers/centers.js';
 import { classifyDataset, rankClassesByCenters, type ClassRanker, type CenterRows, type ClassificationResult } from '../eval/classify.js';
 import type { Backbone } from '../models/index.js';
-import { foldBatchNorm, type FoldedBackbone } from '../models/fold-batch-norm.js';
+import { withFoldedBatchNorm } from '../models/fold-batch-norm.js';
 import type { SampleSource } from '../data/source.js';
 import type { EmbedFunction } from '../eval/embed.js';
 import { openDataset } from '../data/convert.js';
@@ -108,22 +108,23 @@ export async function classifyValDataset(
   const dim = centers.weight.shape[1] as number;
   const wasTraining = backbone.training;
   backbone.eval();
-  let folded: FoldedBackbone | null = null;
   try {
+    const classify = (embed: EmbedFunction): Promise<ClassificationResult> =>
+      classifyDataset(source, embed, shardedRanker(centers, group), {
+        classes: centers.classes,
+        dim,
+        imageSize: backboneImageSize(backbone),
+        datasetName: `valDatasets '${spec.name}' (${spec.path})`,
+        ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
+      });
     // Only rank 0's embeddings are used (shardedRanker broadcasts them): the others skip the forward
     // pass. Rank 0 embeds with the BN-folded inference form.
-    if (group.rank === 0) folded = foldBatchNorm(backbone);
-    const embed: EmbedFunction = folded !== null ? backboneEmbedFunction(folded) : (_batch, count) => new Float32Array(count * dim);
-    const detail = await classifyDataset(source, embed, shardedRanker(centers, group), {
-      classes: centers.classes,
-      dim,
-      imageSize: backboneImageSize(backbone),
-      datasetName: `valDatasets '${spec.name}' (${spec.path})`,
-      ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
-    });
+    const detail =
+      group.rank === 0
+        ? await withFoldedBatchNorm(backbone, (folded) => classify(backboneEmbedFunction(folded)))
+        : await classify((_batch, count) => new Float32Array(count * dim));
     return { target: spec.name, path: spec.path, images: detail.images, top1: detail.top1, top5: detail.top5, detail };
   } finally {
-    folded?.dispose();
     backbone.train(wasTraining);
   }
 }
