@@ -328,8 +328,11 @@ PLSC_F16C void storeRowsF16C(void* store, int64_t dim, const int64_t* index, int
 
 // PLSC_F16C=0 keeps float16 rows on the F16Row path (the test that both paths agree bit for bit).
 bool useF16C(int64_t dim) {
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                                !(std::getenv("PLSC_F16C") != nullptr && std::string(std::getenv("PLSC_F16C")) == "0");
+  static const bool supported = [] {
+    const char* setting = std::getenv("PLSC_F16C");
+    const bool disabled = setting != nullptr && std::string(setting) == "0";
+    return !disabled && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  }();
   return supported && dim <= kF16ScratchFloats;
 }
 #endif
